@@ -1,0 +1,23 @@
+"""handgrad: the Elman RNN family with a hand-derived, proven backpropagation through time.
+
+    import handgrad as hg
+    spec = hg.Spec(activation="tanh", bias=True, output="all", loss="half_squared",
+                   reduction="sum", truncation=hg.Window(5))
+    params = hg.init_params(spec, input_dim=D, hidden_dim=H, output_dim=O, seed=0)
+    loss, grads = hg.loss_and_grads(params, xs, ys, spec, h0=None)
+
+`import handgrad` needs numpy only; the JAX reference lives in the separate `reference` package.
+"""
+from .bptt import loss_and_grads, predict
+from .numdiff import directional_derivative, numerical_grads, surrogate_loss
+from .params import Params, init_params
+from .spec import TBPTT, Chunks, Spec, Window, parse_truncation, segments
+from .tolerances import TOLERANCES, cosine, rel_error
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Spec", "Window", "Chunks", "TBPTT", "Params", "init_params", "loss_and_grads", "predict",
+    "numerical_grads", "directional_derivative", "surrogate_loss", "segments", "parse_truncation",
+    "TOLERANCES", "rel_error", "cosine",
+]

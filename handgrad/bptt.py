@@ -1,0 +1,146 @@
+"""The Elman RNN family: forward pass and the hand-derived backward pass (BPTT).
+
+Size letters: B batch, T time steps, D input features, H hidden units, O outputs,
+S output steps (T for `output="all"`, 1 for `"last"`).
+
+    a_t = U x_t + W h_{t-1} + b      h_t = act(a_t)      o_t = V h_t + c      t = 1..T
+
+Internally everything is time-major: `xs_tm` is (T, B, D) and the hidden states `hs` are
+(T + 1, B, H) with hs[0] = h_0 and hs[t] = h_t, so one time step is one contiguous (B, H) block.
+The public functions take and return the contract's batch-major arrays.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._validate import check_h0, check_inputs, check_params, check_spec, check_xs
+from .losses import loss_and_output_grad
+from .nonlin import activate
+from .params import Params
+from .spec import segments
+
+
+class Forward(NamedTuple):
+    hs: np.ndarray    # (T + 1, B, H) h_0 .. h_T
+    dact: np.ndarray  # (T, B, H)     act'(a_t) for t = 1..T, at index t - 1
+
+
+def forward_states(params: Params, xs_tm, h_start, activation: str) -> Forward:
+    """Run the recurrence over `xs_tm` (T, B, D) from the state `h_start` (B, H).
+
+    Works for real and complex arrays alike (complex-step differentiation uses it).
+    """
+    U, W, _, b, _ = params
+    T, B, _ = xs_tm.shape
+    dtype = np.result_type(xs_tm, h_start, *params.arrays().values())
+    hs = np.empty((T + 1, B, W.shape[0]), dtype)
+    dact = np.empty((T, B, W.shape[0]), dtype)
+    hs[0] = h_start
+    xu = xs_tm @ U.T                                  # U x_t for every t in one product, (T, B, H)
+    if b is not None:
+        xu += b
+    for t in range(1, T + 1):
+        a = xu[t - 1] + hs[t - 1] @ W.T               # a_t = U x_t + W h_{t-1} + b
+        hs[t], dact[t - 1] = activate(activation, a)  # h_t = act(a_t), and act'(a_t)
+    return Forward(hs, dact)
+
+
+def outputs(params: Params, hs_steps):
+    """o_t = V h_t + c for the given states (..., B, H) -> (..., B, O)."""
+    os = hs_steps @ params.V.T
+    return os if params.c is None else os + params.c
+
+
+def output_states(hs, output: str):
+    """The states that feed a loss term: h_1..h_T (`"all"`) or h_T alone (`"last"`), (S, B, H)."""
+    return hs[1:] if output == "all" else hs[-1:]
+
+
+def backward(params: Params, xs_tm, fwd: Forward, dos, spec):
+    """Hand-derived BPTT under `spec.truncation`.
+
+    xs_tm: (T, B, D); fwd: the forward pass; dos: dL/do_t of shape (S, B, O).
+    Returns (grads: Params, dh0: (B, H)).
+    """
+    U, W, V, b, c = params
+    hs, dact = fwd
+    T, B, H = dact.shape
+    O = V.shape[0]
+
+    # o_t = V h_t + c: the output layer sees every loss term directly (never truncated)
+    hs_out = output_states(hs, spec.output)
+    dV = dos.reshape(-1, O).T @ hs_out.reshape(-1, H)      # sum_t do_t h_t^T
+    dc = dos.sum(axis=(0, 1)) if c is not None else None  # sum_t do_t
+    dh_loss = dos @ V                                      # (S, B, H) dL/dh_t through o_t alone
+    first_loss_step = 1 if spec.output == "all" else T     # the step of dh_loss[0]
+
+    # the recurrence, one backward sweep per group of loss terms sharing a cut (spec.segments)
+    das = np.zeros((T, B, H))                              # dL/da_t, summed over the sweeps
+    dh0 = np.zeros((B, H))
+    for seg in segments(spec.truncation, T, spec.output):
+        dh = np.zeros((B, H))                              # dL/dh_t carried from step t + 1
+        for t in range(seg.last, seg.cut, -1):
+            if t >= seg.first:
+                dh = dh + dh_loss[t - first_loss_step]     # h_t -> o_t -> loss term t
+            da = dh * dact[t - 1]                          # h_t = act(a_t)
+            das[t - 1] += da
+            dh = da @ W                                    # a_t = ... + W h_{t-1}: carry to h_{t-1}
+        if seg.cut == 0:
+            dh0 += dh                                      # h_0 is an input, never cut
+        # else h_cut is a constant of the surrogate: its gradient stops here
+
+    # a_t = U x_t + W h_{t-1} + b: the time sums are single matrix products
+    flat_da = das.reshape(T * B, H)
+    dW = flat_da.T @ hs[:-1].reshape(T * B, H)             # sum_t da_t h_{t-1}^T
+    dU = flat_da.T @ xs_tm.reshape(T * B, -1)              # sum_t da_t x_t^T
+    db = flat_da.sum(axis=0) if b is not None else None    # sum_t da_t
+    return Params(dU, dW, dV, db, dc), dh0
+
+
+def time_major(xs, ys, spec):
+    """(B, T, D) -> (T, B, D) contiguous; ys -> (S, B, O) or (S, B)."""
+    xs_tm = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
+    ys_tm = ys[None] if spec.output == "last" else np.swapaxes(ys, 0, 1)
+    return xs_tm, ys_tm
+
+
+def initial_state(h0, B: int, H: int):
+    return np.zeros((B, H)) if h0 is None else h0
+
+
+def loss_and_grads(params, xs, ys, spec, h0=None, wrt_h0: bool = False):
+    """Loss and its hand-derived gradient (BPTT under `spec.truncation`).
+
+    params: `Params` with U (H, D), W (H, H), V (O, H), b (H,), c (O,);
+    xs: (B, T, D); ys: (B, O) | (B, T, O) floats, or (B,) | (B, T) int class ids for
+    cross-entropy; h0: (B, H) or None (zeros).
+    Returns (loss, grads) or, with `wrt_h0=True`, (loss, grads, dh0) with dh0 of shape (B, H).
+    Truncation changes the gradient, never the loss.
+    """
+    params, xs, ys, h0, spec = check_inputs(params, xs, ys, spec, h0)
+    xs_tm, ys_tm = time_major(xs, ys, spec)
+    B, _, _ = xs.shape
+    fwd = forward_states(params, xs_tm, initial_state(h0, B, params.W.shape[0]), spec.activation)
+    os = outputs(params, output_states(fwd.hs, spec.output))
+    loss, dos = loss_and_output_grad(os, ys_tm, spec.loss, spec.reduction)
+    grads, dh0 = backward(params, xs_tm, fwd, dos, spec)
+    return (loss, grads, dh0) if wrt_h0 else (loss, grads)
+
+
+def predict(params, xs, spec, h0=None):
+    """Outputs o_t and hidden states, batch-major.
+
+    Returns (os, hs): os (B, O) for `output="last"` or (B, T, O) for `"all"`; hs (B, T, H) = h_1..h_T.
+    """
+    spec = check_spec(spec)
+    params = check_params(params, spec)
+    xs = check_xs(xs, params.sizes[0])
+    B = xs.shape[0]
+    h0 = check_h0(h0, B, params.sizes[1])
+    xs_tm = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
+    fwd = forward_states(params, xs_tm, initial_state(h0, B, params.W.shape[0]), spec.activation)
+    os = outputs(params, output_states(fwd.hs, spec.output))
+    os = os[0] if spec.output == "last" else np.swapaxes(os, 0, 1)
+    return os, np.swapaxes(fwd.hs[1:], 0, 1)

@@ -1,0 +1,210 @@
+"""What model and which gradient: the `Spec` and the truncation conventions.
+
+A truncation is a small frozen value object. Every convention is a special case of
+Williams & Peng's `TBPTT(k1, k2)`; `segments` turns one into the list of backward sweeps the
+hand-derived BPTT (and the numerical surrogate, and the JAX reference) run.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple, Optional, Union
+
+ACTIVATIONS = ("sigmoid", "tanh")
+OUTPUTS = ("last", "all")
+LOSSES = ("half_squared", "squared", "cross_entropy")
+REDUCTIONS = ("sum", "mean")
+
+
+def _check_int(name: str, value, lowest: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+        raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TBPTT:
+    """Every `k1` steps, backpropagate `k2` steps (Williams & Peng 1990), 1 <= k1 <= k2.
+
+    The loss at step t, with tau(t) = min(k1 * ceil(t / k1), T), reaches h_j only for
+    j >= tau(t) - k2; h_{tau(t) - k2} is held constant when tau(t) - k2 >= 1.
+    """
+
+    k1: int
+    k2: int
+
+    def __post_init__(self):
+        _check_int("TBPTT k1", self.k1, 1)
+        _check_int("TBPTT k2", self.k2, 1)
+        if self.k2 < self.k1:
+            raise ValueError(f"TBPTT needs k1 <= k2, got k1={self.k1}, k2={self.k2}")
+
+    def as_tbptt(self) -> "TBPTT":
+        return self
+
+    def __repr__(self) -> str:
+        return f"TBPTT({self.k1}, {self.k2})"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The loss at step t reaches steps max(1, t - k)..t: k recurrent transitions.
+
+    This is `bptt_truncate=k` of the tutorial and of the classic RNN language-model tutorials;
+    it equals `TBPTT(1, k + 1)`.
+    """
+
+    k: int
+
+    def __post_init__(self):
+        _check_int("Window k", self.k, 0)
+
+    def as_tbptt(self) -> TBPTT:
+        return TBPTT(1, self.k + 1)
+
+    def __repr__(self) -> str:
+        return f"Window({self.k})"
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """The hidden state is detached every k steps (PyTorch's `h.detach()`); equals `TBPTT(k, k)`."""
+
+    k: int
+
+    def __post_init__(self):
+        _check_int("Chunks k", self.k, 1)
+
+    def as_tbptt(self) -> TBPTT:
+        return TBPTT(self.k, self.k)
+
+    def __repr__(self) -> str:
+        return f"Chunks({self.k})"
+
+
+Truncation = Optional[Union[Window, Chunks, TBPTT]]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One member of the Elman RNN family and the gradient convention to compute.
+
+    The defaults are plain full BPTT of a tanh RNN with biases and a loss at every step;
+    `Spec.tutorial()` is the 2019 tutorial's model.
+    """
+
+    activation: str = "tanh"      # hidden nonlinearity: "sigmoid" | "tanh"
+    bias: bool = True             # with biases b (hidden) and c (output)
+    output: str = "all"           # "last": loss on o_T only (many-to-one); "all": on every o_t
+    loss: str = "half_squared"    # "half_squared" | "squared" | "cross_entropy"
+    reduction: str = "sum"        # "sum" of all terms, or their "mean" (PyTorch's convention)
+    truncation: Truncation = None  # None (full BPTT) | Window(k) | Chunks(k) | TBPTT(k1, k2)
+
+    def __post_init__(self):
+        for field, allowed in (("activation", ACTIVATIONS), ("output", OUTPUTS),
+                               ("loss", LOSSES), ("reduction", REDUCTIONS)):
+            value = getattr(self, field)
+            if value not in allowed:
+                raise ValueError(f"Spec.{field} must be one of {', '.join(map(repr, allowed))}, "
+                                 f"got {value!r}")
+        if not isinstance(self.bias, bool):
+            raise ValueError(f"Spec.bias must be True or False, got {self.bias!r}")
+        if self.truncation is not None and not isinstance(self.truncation, (Window, Chunks, TBPTT)):
+            raise ValueError("Spec.truncation must be None, Window(k), Chunks(k) or TBPTT(k1, k2), "
+                             f"got {self.truncation!r}")
+
+    @classmethod
+    def tutorial(cls) -> "Spec":
+        """The tutorial's model: sigmoid, no biases, many-to-one, 1/2 squared error, Window(5)."""
+        return cls(activation="sigmoid", bias=False, output="last", loss="half_squared",
+                   reduction="sum", truncation=Window(5))
+
+    def to_dict(self) -> dict:
+        """A JSON-ready description (used by case files and metrics)."""
+        return {"activation": self.activation, "bias": self.bias, "output": self.output,
+                "loss": self.loss, "reduction": self.reduction,
+                "truncation": truncation_to_dict(self.truncation)}
+
+    @classmethod
+    def from_dict(cls, data) -> "Spec":
+        """Inverse of `to_dict`; raises ValueError naming the field that is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"spec must be a JSON object, got {type(data).__name__}")
+        known = {"activation", "bias", "output", "loss", "reduction", "truncation"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"spec has unknown field(s) {unknown}; expected {sorted(known)}")
+        fields = {k: v for k, v in data.items() if k != "truncation"}
+        return cls(**fields, truncation=truncation_from_dict(data.get("truncation")))
+
+
+def truncation_to_dict(truncation: Truncation):
+    if truncation is None:
+        return None
+    if isinstance(truncation, TBPTT):
+        return {"kind": "TBPTT", "k1": truncation.k1, "k2": truncation.k2}
+    return {"kind": type(truncation).__name__, "k": truncation.k}
+
+
+def truncation_from_dict(data) -> Truncation:
+    if data is None:
+        return None
+    if not isinstance(data, dict) or data.get("kind") not in ("Window", "Chunks", "TBPTT"):
+        raise ValueError("spec.truncation must be null or an object with kind "
+                         f"'Window', 'Chunks' or 'TBPTT', got {data!r}")
+    kind = data["kind"]
+    names = ("k1", "k2") if kind == "TBPTT" else ("k",)
+    if set(data) != {"kind", *names}:
+        raise ValueError(f"spec.truncation of kind {kind} needs exactly the fields {list(names)}, "
+                         f"got {sorted(set(data) - {'kind'})}")
+    cls = {"Window": Window, "Chunks": Chunks, "TBPTT": TBPTT}[kind]
+    return cls(*(data[n] for n in names))
+
+
+def parse_truncation(text: str) -> Truncation:
+    """Parse 'full', 'none', 'window:5', 'chunks:10' or 'tbptt:2,6' (the CLI's syntax)."""
+    t = text.strip().lower().replace(" ", "")
+    if t in ("full", "none"):
+        return None
+    kind, _, args = t.partition(":")
+    try:
+        numbers = [int(a) for a in args.split(",")] if args else []
+    except ValueError:
+        numbers = None
+    shapes = {"window": (Window, 1), "chunks": (Chunks, 1), "tbptt": (TBPTT, 2)}
+    if kind not in shapes or numbers is None or len(numbers) != shapes[kind][1]:
+        raise ValueError(f"truncation must be 'full', 'window:K', 'chunks:K' or 'tbptt:K1,K2', "
+                         f"got {text!r}")
+    return shapes[kind][0](*numbers)
+
+
+class Segment(NamedTuple):
+    """One backward sweep: the loss terms at steps first..last (1-based) share one cut.
+
+    Their gradient flows back through steps last, last-1, ..., cut+1 and stops at h_cut,
+    a constant when cut >= 1; cut == 0 means it reaches the input state h_0.
+    """
+
+    first: int
+    last: int
+    cut: int
+
+
+def segments(truncation: Truncation, T: int, output: str) -> list[Segment]:
+    """The backward sweeps of a truncation convention on a sequence of length T.
+
+    `output="last"` has one loss term (step T), so one sweep; `output="all"` has one sweep per
+    group of loss steps sharing tau(t) = min(k1 * ceil(t / k1), T).
+    """
+    if truncation is None:
+        k1 = k2 = T
+    else:
+        tb = truncation.as_tbptt()
+        k1, k2 = tb.k1, tb.k2
+    if output == "last":
+        return [Segment(T, T, max(T - k2, 0))]
+    out, first = [], 1
+    while first <= T:
+        tau = min(k1 * math.ceil(first / k1), T)
+        out.append(Segment(first, tau, max(tau - k2, 0)))
+        first = tau + 1
+    return out

@@ -1,0 +1,1 @@
+"""(placeholder: the JAX reference is being written)"""

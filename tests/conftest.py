@@ -1,0 +1,17 @@
+"""Hypothesis profiles, chosen by HANDGRAD_PROFILE (default: `ci` when CI is set, else `dev`).
+
+  dev       quick local runs, random
+  ci        derandomized (same cases every run), no deadline, no example database
+  thorough  thousands of examples per property; run before a release
+"""
+import os
+
+from hypothesis import HealthCheck, settings
+
+_common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=25, **_common)
+settings.register_profile("ci", max_examples=60, derandomize=True, database=None, **_common)
+settings.register_profile("thorough", max_examples=2000, **_common)
+
+_default = "ci" if os.environ.get("CI") else "dev"
+settings.load_profile(os.environ.get("HANDGRAD_PROFILE", _default))
