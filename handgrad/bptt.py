@@ -17,7 +17,7 @@ import numpy as np
 
 from ._validate import check_h0, check_inputs, check_params, check_spec, check_xs
 from .losses import loss_and_output_grad
-from .nonlin import activate
+from .nonlin import act, act_derivative
 from .params import Params
 from .spec import segments
 
@@ -36,15 +36,15 @@ def forward_states(params: Params, xs_tm, h_start, activation: str) -> Forward:
     T, B, _ = xs_tm.shape
     dtype = np.result_type(xs_tm, h_start, *params.arrays().values())
     hs = np.empty((T + 1, B, W.shape[0]), dtype)
-    dact = np.empty((T, B, W.shape[0]), dtype)
     hs[0] = h_start
-    xu = xs_tm @ U.T                                  # U x_t for every t in one product, (T, B, H)
+    pre = xs_tm @ U.T                                 # U x_t for every t in one product, (T, B, H)
     if b is not None:
-        xu += b
-    for t in range(1, T + 1):
-        a = xu[t - 1] + hs[t - 1] @ W.T               # a_t = U x_t + W h_{t-1} + b
-        hs[t], dact[t - 1] = activate(activation, a)  # h_t = act(a_t), and act'(a_t)
-    return Forward(hs, dact)
+        pre += b
+    with np.errstate(over="ignore"):                  # sigmoid's exp(-a) -> inf is exact (see act)
+        for t in range(1, T + 1):
+            pre[t - 1] += hs[t - 1] @ W.T             # a_t = U x_t + b + W h_{t-1}
+            act(activation, pre[t - 1], out=hs[t])    # h_t = act(a_t)
+    return Forward(hs, act_derivative(activation, pre))   # act'(a_t) for every t at once
 
 
 def outputs(params: Params, hs_steps):

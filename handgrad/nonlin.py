@@ -1,8 +1,9 @@
 """Hidden nonlinearities and the log-softmax, numerically stable and analytic.
 
-Every function here is built from exp, tanh, log and rational operations on the *same* branch of a
-piecewise-constant sign, so it never overflows for pre-activations of any size and it stays
-analytic: the complex-step derivative Im f(x + ih) / h of code using it is exact to round-off.
+Real arrays take a fast in-place path; complex arrays (complex-step differentiation) take a path
+built from exp, tanh, log and rational operations on the *same* branch of a piecewise-constant
+sign, so it never overflows and stays analytic: Im f(x + ih) / h is exact to round-off.
+Both compute the same function.
 """
 from __future__ import annotations
 
@@ -14,25 +15,50 @@ def _sign(a):
     return np.where(np.real(a) >= 0, 1.0, -1.0)
 
 
-def activate(activation: str, a):
-    """h = act(a) and its derivative act'(a), both accurate where the unit saturates.
+def act(activation: str, a, out=None):
+    """h = act(a), elementwise; `out` (same shape) receives the result if given.
 
-    Computing act'(a) from the output (h(1 - h), 1 - h^2) cancels catastrophically when h is near
-    +-1; here it comes from e = exp(-|a|) (or exp(-2|a|)), so a saturated unit gets its true tiny
-    derivative instead of round-off.
-
-    a: any shape, real or complex. Returns (h, dh_da) of the same shape.
+    Real sigmoid is 1 / (1 + exp(-a)), which keeps full relative accuracy in both tails; for
+    a < -709, exp(-a) overflows to inf and the result is exactly 0 (the true value is below the
+    smallest float64). That overflow is expected: call under `np.errstate(over="ignore")`, as
+    `bptt.forward_states` does once around its loop (a context per call would cost more than
+    the arithmetic).
     """
-    s = _sign(a)
-    if activation == "sigmoid":
-        e = np.exp(-s * a)                    # in (0, 1]: never overflows
-        r = 1.0 / (1.0 + e)
-        h = np.where(s > 0, r, e * r)         # 1/(1+e^-a) for a >= 0, e^a/(1+e^a) below
-        return h, e * r * r                   # sigma'(a) = sigma(a) sigma(-a)
+    if np.iscomplexobj(a):
+        h = np.tanh(a) if activation == "tanh" else _sigmoid_analytic(a)
+        if out is None:
+            return h
+        out[...] = h
+        return out
     if activation == "tanh":
-        e = np.exp(-2.0 * s * a)              # in (0, 1]
-        return np.tanh(a), 4.0 * e / (1.0 + e) ** 2   # sech^2(a)
+        return np.tanh(a, out=out)
+    if activation == "sigmoid":
+        out = np.exp(np.negative(a, out=out), out=out)
+        out += 1.0
+        return np.reciprocal(out, out=out)
     raise ValueError(f"activation must be 'sigmoid' or 'tanh', got {activation!r}")
+
+
+def _sigmoid_analytic(a):
+    s = _sign(a)
+    e = np.exp(-s * a)                        # |e| <= 1: never overflows
+    return np.where(s > 0, 1.0, e) / (1.0 + e)   # 1/(1+e^-a) for a >= 0, e^a/(1+e^a) below
+
+
+def act_derivative(activation: str, a):
+    """act'(a), elementwise, accurate where the unit saturates.
+
+    Computing it from the output (h(1 - h), 1 - h^2) cancels catastrophically when h is near
+    its limits; here it comes from e = exp(-|a|) (or exp(-2|a|)), so a saturated unit gets its
+    true tiny derivative instead of round-off:
+      sigmoid'(a) = sigma(a) sigma(-a) = e / (1 + e)^2,   e = exp(-|a|)
+      tanh'(a)    = sech^2(a)          = 4e / (1 + e)^2,  e = exp(-2|a|)
+    """
+    if activation not in ("sigmoid", "tanh"):
+        raise ValueError(f"activation must be 'sigmoid' or 'tanh', got {activation!r}")
+    k = 1.0 if activation == "sigmoid" else 2.0
+    e = np.exp(-k * _sign(a) * a) if np.iscomplexobj(a) else np.exp(-k * np.abs(a))
+    return (e if activation == "sigmoid" else 4.0 * e) / (1.0 + e) ** 2
 
 
 def log_softmax(o):
