@@ -1,0 +1,58 @@
+"""Saturation diagnosis: how many hidden units pass (practically) no gradient.
+
+Size letters: B windows, T steps, D input features, H hidden units.
+
+A unit is saturated at a step when act'(a_t) is below SATURATED times its largest possible value
+(1/4 for sigmoid, 1 for tanh): less than a millionth of a gradient goes through it, and after the
+few factors of a BPTT chain nothing measurable is left. This is a diagnosis threshold, not a
+comparison tolerance.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..bptt import forward_states
+
+SATURATED = 1e-6                      # act'(a) / max act' below this: the unit is saturated
+MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}
+WARN_FRACTION = 0.5                   # say so in plain words above this fraction
+
+
+class Saturation(NamedTuple):
+    fraction: float        # of all (window, step, unit) activations
+    fraction_last: float   # at the last step only, which the many-to-one loss sees first
+    dead_units: int        # units saturated at every step of every window
+    hidden: int            # H
+    max_derivative: float  # largest act'(a_t) seen, relative to its maximum
+
+    @property
+    def saturated(self) -> bool:
+        return self.fraction >= WARN_FRACTION
+
+    def describe(self) -> str:
+        """One plain sentence."""
+        pct = 100 * self.fraction
+        text = (f"{pct:.1f}% of the hidden activations are saturated (derivative below "
+                f"{SATURATED:g} of its maximum; {100 * self.fraction_last:.1f}% at the last step; "
+                f"{self.dead_units} of {self.hidden} units saturated on every window)")
+        if self.saturated:
+            text += (": the units are stuck at their limits, almost no gradient reaches U and W, "
+                     "and the network can learn little more than a constant through V")
+        return text
+
+    def as_dict(self) -> dict:
+        return {"fraction": self.fraction, "fraction_last_step": self.fraction_last,
+                "dead_units": self.dead_units, "hidden": self.hidden,
+                "max_relative_derivative": self.max_derivative}
+
+
+def saturation(params, xs, activation: str) -> Saturation:
+    """Saturation of the hidden units of `params` over the windows `xs` (B, T, D), h_0 = 0."""
+    xs_tm = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
+    B, H = xs.shape[0], params.W.shape[0]
+    rel = forward_states(params, xs_tm, np.zeros((B, H)), activation).dact / MAX_DERIVATIVE[activation]
+    sat = rel < SATURATED                                       # (T, B, H)
+    return Saturation(float(sat.mean()), float(sat[-1].mean()), int(sat.all(axis=(0, 1)).sum()),
+                      H, float(rel.max()))

@@ -1,0 +1,128 @@
+"""A trained model on disk: one `.npz` holding the weights, the data scale and what it was
+trained on, so that `handgrad forecast MODEL` needs nothing else.
+
+Arrays: `U` (H, D), `W` (H, H), `V` (O, H), `b` (H,) and `c` (O,) when the spec has biases,
+`series` (N, C) the raw series, `center` (C,) and `scale` (C,) the scaling (scaled =
+(value - center) / scale; `scale` is the tutorial's `max_val`), and `meta`, a JSON string.
+Files are untrusted: read with `allow_pickle=False`, every name and shape checked; writes are
+atomic (temporary file in the same folder, then `os.replace`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from typing import NamedTuple
+
+import numpy as np
+
+from .._validate import as_float_array, check_params
+from ..params import Params
+from ..spec import Spec
+from .data import INPUTS, Scaler, Series
+
+FORMAT = "handgrad-model"
+VERSION = 1
+
+
+class Model(NamedTuple):
+    params: Params
+    spec: Spec
+    series: Series
+    scaler: Scaler
+    inputs: str          # "position" | "steps"
+    window: int          # T
+    target_cols: tuple   # indices into series.columns
+    n_train: int         # training windows (the validation windows follow)
+    meta: dict
+
+
+def write_atomic(path: str, write) -> None:
+    """Call write(file_object) on a temporary file next to `path`, then rename it into place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(path: str, model: Model) -> None:
+    """Write `model` to `path` (.npz) atomically."""
+    meta = dict(model.meta, format=FORMAT, version=VERSION, spec=model.spec.to_dict(),
+                columns=list(model.series.columns), source=model.series.source,
+                inputs=model.inputs, window=model.window, target_cols=list(model.target_cols),
+                n_train=model.n_train)
+    arrays = dict(model.params.arrays(), series=model.series.values, center=model.scaler.center,
+                  scale=model.scaler.scale, meta=np.array(json.dumps(meta)))
+    write_atomic(path, lambda fh: np.savez(fh, **arrays))
+
+
+def load_model(path: str) -> Model:
+    """Read and check a model written by `save_model`; ValueError says what is wrong."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {name: npz[name] for name in npz.files}
+    except (zipfile.BadZipFile, EOFError, KeyError) as exc:
+        raise ValueError(f"{path}: not a handgrad model (.npz): {exc}") from None
+    except ValueError as exc:      # object arrays refused by allow_pickle=False, bad headers
+        raise ValueError(f"{path}: not a handgrad model (.npz): {exc}") from None
+    base = {"U", "W", "V", "series", "center", "scale", "meta"}
+    names = set(arrays)
+    if not base <= names or names - base - {"b", "c"}:
+        raise ValueError(f"{path}: expected arrays {sorted(base)} (and b, c with biases), "
+                         f"got {sorted(names)}")
+    meta = _meta(path, arrays["meta"])
+    try:
+        spec = Spec.from_dict(meta["spec"])
+        params = check_params(Params(arrays["U"], arrays["W"], arrays["V"], arrays.get("b"),
+                                     arrays.get("c")), spec)
+        series = as_float_array("series", arrays["series"], 2)
+        center = as_float_array("center", arrays["center"], 1)
+        scale = as_float_array("scale", arrays["scale"], 1)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    N, C = series.shape
+    columns, targets = meta["columns"], meta["target_cols"]
+    window, inputs, n_train = meta["window"], meta["inputs"], meta["n_train"]
+    D, _, O = params.sizes
+    problems = [
+        (center.shape != (C,) or scale.shape != (C,) or np.any(scale == 0),
+         f"center and scale must have shape ({C},) with nonzero scale"),
+        (not (isinstance(columns, list) and len(columns) == C and all(isinstance(c, str) for c in columns)),
+         f"meta.columns must be {C} names"),
+        (not (isinstance(targets, list) and len(targets) == O
+              and all(isinstance(t, int) and 0 <= t < C for t in targets)),
+         f"meta.target_cols must be {O} column indices below {C}"),
+        (inputs not in INPUTS, f"meta.inputs must be one of {INPUTS}"),
+        (not (isinstance(window, int) and 1 <= window < N), f"meta.window must lie in [1, {N})"),
+        (not (isinstance(n_train, int) and 1 <= n_train < N - window if isinstance(window, int) else True),
+         "meta.n_train out of range"),
+    ]
+    for bad, message in problems:
+        if bad:
+            raise ValueError(f"{path}: {message}")
+    want_D = window if inputs == "position" else C
+    if D != want_D:
+        raise ValueError(f"{path}: U has {D} input columns, but inputs={inputs!r} with window "
+                         f"{window} and {C} column(s) needs {want_D}")
+    return Model(params, spec, Series(series, tuple(columns), str(meta.get("source", ""))),
+                 Scaler(center, scale), inputs, window, tuple(targets), n_train, meta)
+
+
+def _meta(path, arr) -> dict:
+    if arr.shape != () or arr.dtype.kind != "U":
+        raise ValueError(f"{path}: meta must be a JSON string")
+    try:
+        meta = json.loads(str(arr))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: meta is not valid JSON ({exc})") from None
+    need = {"format", "spec", "columns", "target_cols", "inputs", "window", "n_train"}
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not need <= set(meta):
+        raise ValueError(f"{path}: meta must be a {FORMAT} object with the fields {sorted(need)}")
+    return meta
