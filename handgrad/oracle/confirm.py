@@ -1,0 +1,94 @@
+"""Before the oracle blames a candidate, a second, independent method confirms the expected value.
+
+- Complex step, always: the derivative of the (surrogate) loss along the reported element, and
+  along one random direction through every parameter and h0 at once, each one complex loss
+  evaluation (`handgrad.directional_derivative`), compared with the hand BPTT.
+- JAX autodiff (`reference.loss_and_grads`), when `reference` and jax are importable: the loss
+  and every gradient.
+
+A disagreement means handgrad itself is wrong; that is raised as `OracleError`, never blamed on
+the candidate.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..numdiff import directional_derivative
+from ..params import Params
+from ..tolerances import TOLERANCES, rel_error
+
+
+class OracleError(RuntimeError):
+    """handgrad's expected value could not be confirmed: a bug in handgrad, not in the candidate."""
+
+
+def _fail(what: str) -> OracleError:
+    return OracleError(f"handgrad could not confirm its own expected {what}; this is a bug in "
+                       "handgrad, not in the candidate: please report it with the replay file")
+
+
+def _directional(case, expected, direction: dict) -> tuple[float, float, float]:
+    """(complex-step derivative, hand projection, scale) along `direction` (name -> array)."""
+    names = [n for n, p in case.params._asdict().items() if p is not None]
+    d_params = Params(**{n: (direction.get(n, np.zeros_like(p)) if p is not None else None)
+                         for n, p in case.params._asdict().items()})
+    d_h0 = direction.get("h0")
+    h0_used = case.h0 if case.h0 is not None else np.zeros_like(expected.grads["h0"])
+    numeric = directional_derivative(case.params, case.xs, case.ys, case.spec, d_params,
+                                     h0=h0_used, direction_h0=d_h0, method="complex")
+    hand = sum(float(np.sum(expected.grads[n] * d)) for n, d in direction.items())
+    scale = max((float(np.max(np.abs(expected.grads[n]), initial=0.0)) for n in [*names, "h0"]),
+                default=0.0)
+    scale *= sum(float(np.sum(np.abs(d))) for d in direction.values())
+    return numeric, hand, scale
+
+
+def confirm(case, expected, param: str, index) -> list[str]:
+    """Confirm the hand BPTT's answer on `case`; returns what confirmed it, one phrase each."""
+    tol = TOLERANCES["complex_step"]
+    done = []
+    rng = np.random.default_rng(0)
+    directions = [{n: rng.standard_normal(np.shape(g)) for n, g in expected.grads.items()}]
+    if param in expected.grads:
+        one = np.zeros(np.shape(expected.grads[param]))
+        one[index] = 1.0
+        directions.insert(0, {param: one})
+    worst = 0.0
+    for direction in directions:
+        numeric, hand, scale = _directional(case, expected, direction)
+        err = abs(numeric - hand) / scale if scale > 0 else abs(numeric - hand)
+        worst = max(worst, err)
+        if not err <= tol:
+            raise _fail(f"gradient (complex step along {'the element' if len(direction) == 1 else 'a random direction'}"
+                        f" disagrees by {err:.1e})")
+    done.append(f"complex step (error {worst:.0e})")
+    jax_phrase = _confirm_jax(case, expected)
+    if jax_phrase:
+        done.append(jax_phrase)
+    return done
+
+
+def _confirm_jax(case, expected):
+    """The JAX reference's loss and gradients, or None when it is not available."""
+    try:
+        import reference
+        ref_loss_and_grads = reference.loss_and_grads
+    except Exception:  # noqa: BLE001 - jax absent or reference not installed: skip this method
+        return None
+    tol = TOLERANCES["jax"]
+    try:
+        out = ref_loss_and_grads(case.params, case.xs, case.ys, case.spec, h0=case.h0, wrt_h0=True)
+        loss, grads, dh0 = out
+    except TypeError:
+        loss, grads = ref_loss_and_grads(case.params, case.xs, case.ys, case.spec, h0=case.h0)
+        dh0 = None
+    errors = {"loss": rel_error(float(loss), expected.loss)}
+    for n, g in Params(*grads).arrays().items():
+        errors[n] = rel_error(np.asarray(g), expected.grads[n])
+    if dh0 is not None:
+        errors["h0"] = rel_error(np.asarray(dh0), expected.grads["h0"])
+    worst = max(errors.values())
+    if not worst <= tol:
+        bad = max(errors, key=errors.get)
+        raise _fail(f"{bad} (JAX disagrees by {worst:.1e})")
+    return f"JAX (error {worst:.0e})"

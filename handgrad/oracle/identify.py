@@ -1,0 +1,253 @@
+"""`hg.identify`: which truncation convention does a candidate's gradient implement?
+
+Size letters: B batch, T time steps, D inputs, H hidden units, O outputs.
+
+On a few fixed cases of length T the candidate's gradient is compared with the hand BPTT under
+every convention up to T: full BPTT, Window(k), Chunks(k), TBPTT(k1, k2). Two conventions give the
+same gradient on sequences of length T exactly when every loss term is cut at the same step
+(`handgrad.segments`), so conventions are grouped by their sweeps and each group is named by its
+simplest member (full, then Window, then Chunks, then TBPTT; smallest k first). For
+`output="last"` only the cut of the single sweep matters, so every match is named Window(k).
+
+PyTorch's `h = h.detach()` every k steps is `Chunks(k)` = `TBPTT(k, k)` only when k divides T: in
+the contract's TBPTT the loss terms of a last, partial chunk reach back k steps from T, while after
+a detach they reach back only to the chunk's start. identify also tries that "detach" variant on
+output="all"; when it matches, it confirms Chunks(k) on a length that k divides and says so.
+
+If the candidate matches full BPTT at T, it might still truncate beyond T - 1 steps: identify
+runs again at the next, longer T of the schedule (all conventions again) before it says "full".
+Weights are random orthogonal (tanh/sigmoid with gain 1), so gradients reach far back in time
+and neighbouring conventions differ by far more than float32 round-off.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from .._validate import check_spec
+from ..bptt import loss_and_grads, predict
+from ..params import init_params
+from ..spec import TBPTT, Chunks, Segment, Window, segments
+from ..tolerances import rel_error, tolerance_for
+from .check import DEFAULT_SAVE_DIR, mismatch, save_replay
+from .evaluate import Answer, Expected, call_candidate, compare
+from .report import CandidateError, candidate_message, describe_spec
+
+SCHEDULE = (10, 20)       # sequence lengths: the second only when the first says "full"
+N_CASES = 2
+TRUNCATION_DEPENDENT = ("U", "W", "b", "h0")
+
+
+class Detach(NamedTuple):
+    """PyTorch-style detach every k steps (differs from Chunks(k) when k does not divide T)."""
+
+    k: int
+
+    def __repr__(self) -> str:
+        return f"detach every {self.k} steps"
+
+
+class Identified(NamedTuple):
+    """The convention a candidate matches on sequences of length T."""
+
+    truncation: object          # None | Window(k) | Chunks(k) | TBPTT(k1, k2)
+    equivalents: tuple          # other names for the same gradient at this T (and output)
+    T: int
+    rel_error: float            # the match's largest relative error over the compared grads
+    runner_up: Optional[tuple]  # (name, relative error) of the closest other convention
+    seconds: float
+    message: str
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def conventions(T: int, output: str) -> list[tuple]:
+    """Every distinct convention on length T: [(simplest name, (other names...)), ...]."""
+    named = [None, *(Window(k) for k in range(T - 1)), *(Chunks(k) for k in range(1, T)),
+             *(TBPTT(k1, k2) for k1 in range(1, T) for k2 in range(k1, T + 1))]
+    groups: dict = {}
+    for tr in named:
+        groups.setdefault(cuts(segments(tr, T, output)), []).append(tr)
+    if output == "all":
+        for k in range(2, T):
+            if T % k:
+                groups.setdefault(cuts(detach_segments(k, T)), []).append(Detach(k))
+    return [(g[0], tuple(g[1:])) for g in groups.values()]
+
+
+def cuts(segs) -> tuple:
+    """The cut of every loss step: what the gradient depends on (how steps are grouped into
+    sweeps does not matter)."""
+    return tuple(seg.cut for seg in segs for _ in range(seg.first, seg.last + 1))
+
+
+def detach_segments(k: int, T: int) -> list:
+    """The sweeps of detach-every-k: each chunk (the last one possibly shorter) alone."""
+    return [Segment(s, min(s + k - 1, T), s - 1) for s in range(1, T + 1, k)]
+
+
+def identify_cases(spec, T: int, D: int = 2, H: int = 3, O: int = 2, B: int = 2) -> list:
+    """N_CASES fixed cases of length T with orthogonal recurrent weights."""
+    from ..strategies import make_case
+
+    out = []
+    for i in range(N_CASES):
+        case = make_case(spec, B, T, D, H, O, scale="moderate", seed=1000 + i, with_h0=True)
+        ortho = init_params(spec, D, H, O, seed=2000 + i, init="orthogonal", scale=1.0)
+        out.append(case._replace(params=case.params._replace(W=ortho.W)))
+    return out
+
+
+def _expected(case, truncation) -> Expected:
+    if isinstance(truncation, Detach):
+        return _expected_detach(case, truncation.k)
+    spec = dataclasses.replace(case.spec, truncation=truncation)
+    loss, grads, dh0 = loss_and_grads(case.params, case.xs, case.ys, spec, h0=case.h0, wrt_h0=True)
+    out = grads.arrays()
+    out["h0"] = dh0
+    return Expected(float(loss), out)
+
+
+def _expected_detach(case, k: int) -> Expected:
+    """Detach every k steps = the sum over chunks of each chunk's full BPTT from its (constant)
+    starting state; a chunk's share of a mean is its count over the total."""
+    spec = dataclasses.replace(case.spec, truncation=None)
+    B, T, _ = case.xs.shape
+    _, hs = predict(case.params, case.xs, spec, h0=case.h0)            # (B, T, H) h_1..h_T
+    loss, out = 0.0, None
+    for s in range(0, T, k):
+        e = min(s + k, T)
+        start = case.h0 if s == 0 else hs[:, s - 1]
+        part_loss, g, dh0 = loss_and_grads(case.params, case.xs[:, s:e], case.ys[:, s:e], spec,
+                                           h0=start, wrt_h0=True)
+        share = (e - s) / T if spec.reduction == "mean" else 1.0
+        part = {**g.arrays(), "h0": dh0 if s == 0 else np.zeros_like(dh0)}
+        loss += share * part_loss
+        out = {n: share * v for n, v in part.items()} if out is None else \
+            {n: out[n] + share * v for n, v in part.items()}
+    return Expected(float(loss), out)
+
+
+def _truncation_error(answer: Answer, expected: Expected) -> float:
+    return max(rel_error(answer.grads[n], expected.grads[n])
+               for n in TRUNCATION_DEPENDENT if n in answer.grads)
+
+
+def identify(candidate, spec, rtol: Optional[float] = None, schedule=SCHEDULE,
+             save_dir=DEFAULT_SAVE_DIR) -> Identified:
+    """Name the truncation convention `candidate` implements (spec.truncation is ignored).
+
+    Raises GradientMismatch when the loss, V or c are wrong (they do not depend on truncation)
+    or when no convention matches (reporting the closest one), CandidateError when the candidate
+    raises or returns something unusable.
+    """
+    spec = check_spec(spec)
+    if not callable(candidate):
+        raise ValueError(f"candidate must be callable, got {type(candidate).__name__}")
+    start = time.perf_counter()
+    full_spec = dataclasses.replace(spec, truncation=None)
+    result = None
+    for T in schedule:
+        result = _identify_at(candidate, full_spec, int(T), rtol, save_dir)
+        if result[0] is not None:      # a truncation shorter than T: no need to look further
+            break
+    match, others, T, err, runner, tol = result
+    note = None
+    if isinstance(match, Detach):     # confirm as Chunks(k) on a length that k divides
+        T_seen = T
+        match, others, T, err, runner, tol = _identify_at(candidate, full_spec,
+                                                     match.k * -(-T // match.k), rtol, save_dir)
+        if isinstance(match, Chunks):
+            note = (f"  like PyTorch's h.detach() every {match.k} steps: at T={T_seen}, which "
+                    f"{match.k} does not divide, its last chunk backpropagates only within itself, "
+                    f"where the contract's Chunks({match.k}) = TBPTT({match.k}, {match.k}) reaches "
+                    f"back {match.k} steps from T; they agree whenever {match.k} divides T")
+    seconds = time.perf_counter() - start
+    message = _message(match, others, T, err, runner, tol, spec, seconds)
+    if note:
+        message = message.replace("\n  identified in", "\n" + note + "\n  identified in")
+    return Identified(match, others, T, err, runner, seconds, message)
+
+
+def _identify_at(candidate, spec, T: int, rtol, save_dir):
+    cases = identify_cases(spec, T)
+    answers = []
+    for case in cases:
+        got = call_candidate(candidate, case)
+        if not isinstance(got, Answer):
+            path = save_replay(case, save_dir, got.kind)
+            raise CandidateError(candidate_message(spec=spec, case=case, detail=got.detail,
+                                                   path=path, kind=got.kind),
+                                 kind=got.kind, case=case, path=path)
+        answers.append(got)
+    tol = min(tolerance_for(a.dtype) for a in answers) if rtol is None else float(rtol)
+    # the loss, V and c do not depend on truncation: check them first
+    for case, got in zip(cases, answers):
+        exp = _expected(case, None)
+        cmp = compare(Answer(got.loss, {n: g for n, g in got.grads.items() if n in ("V", "c")},
+                             got.dtype), exp, tol)
+        if cmp.failing:
+            raise mismatch(case, got, exp, cmp, save_dir=save_dir,
+                           header="identify: no convention can match, mismatch")
+    scored = []       # (error, name, others); the second case only for near matches
+    for name, others in conventions(T, spec.output):
+        err = _truncation_error(answers[0], _expected(cases[0], name))
+        if err <= 100 * tol:
+            err = max([err] + [_truncation_error(got, _expected(case, name))
+                               for case, got in zip(cases[1:], answers[1:])])
+        scored.append((err, name, others))
+    scored.sort(key=lambda s: s[0])
+    best_err, best, others = scored[0]
+    runner = (scored[1][1], scored[1][0]) if len(scored) > 1 else None
+    if not best_err <= tol:
+        best = next(name for _, name, _ in scored if not isinstance(name, Detach))
+        case = cases[0]
+        exp = _expected(case, best)
+        truncated = dataclasses.replace(spec, truncation=best)
+        cmp = compare(answers[0], exp, tol)
+        raise mismatch(case._replace(spec=truncated), answers[0], exp, cmp, save_dir=save_dir,
+                       header=f"identify: matches no truncation convention up to T={T}; the "
+                              f"closest is {_name(best)}, mismatch")
+    return best, others, T, best_err, runner, tol
+
+
+def _name(tr) -> str:
+    return "full BPTT" if tr is None else repr(tr)
+
+
+def _message(match, others, T, err, runner, tol, spec, seconds) -> str:
+    if match is None:
+        head = (f"matches full BPTT (checked on sequences of up to T={T}: a truncation reaching "
+                f"{T - 1} or more steps back would look the same)")
+    elif isinstance(match, Window):
+        head = (f"matches Window({match.k}): each loss reaches back {match.k} transitions, "
+                f"bptt_truncate={match.k} in the tutorial's terms")
+        wanted = spec.truncation
+        if isinstance(wanted, Window) and wanted.k != match.k:
+            head += (f"; the spec asks for Window({wanted.k}): you may have meant "
+                     f"bptt_truncate={wanted.k} (off by {match.k - wanted.k:+d} in the "
+                     "truncation loop?)")
+    elif isinstance(match, Chunks):
+        head = (f"matches Chunks({match.k}): the hidden state is detached every {match.k} "
+                f"steps, as h.detach() in PyTorch (TBPTT({match.k}, {match.k}))")
+    else:
+        head = (f"matches TBPTT({match.k1}, {match.k2}): every {match.k1} steps, backpropagate "
+                f"{match.k2} steps")
+    if match is not None and spec.truncation is not None and match == spec.truncation:
+        head += "; that is the spec's truncation"
+    lines = [head]
+    if others:
+        names = [_name(o) for o in others]
+        more = f" and {len(names) - 4} more" if len(names) > 4 else ""
+        lines.append(f"  same gradient at T={T} (output={spec.output}): {', '.join(names[:4])}{more}")
+    if runner and runner[1] <= tol:
+        lines.append(f"  {_name(runner[0])} is also within rtol {tol:.0e} ({runner[1]:.1e}): "
+                     "the two cannot be told apart at this precision")
+    sep = (f"; closest other: {_name(runner[0])} at {runner[1]:.1e}" if runner else "")
+    lines.append(f"  relative error {err:.1e}{sep}; {describe_spec(dataclasses.replace(spec, truncation=match))}")
+    lines.append(f"  identified in {seconds:.2f} s")
+    return "\n".join(lines)

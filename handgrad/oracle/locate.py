@@ -1,0 +1,138 @@
+"""Which time step's contribution to dU (and db) is wrong: the oracle splits U by time step.
+
+Size letters: B batch, T time steps, D inputs, H hidden units, O outputs.
+
+The weights are shared over time, so a candidate only returns dU = sum_t dL/da_t x_t^T. To see
+the terms, the oracle runs the candidate on an *equivalent* problem with D' = T * D (+ T with
+bias) inputs: step t's input x_t sits in block t of x'_t (zeros elsewhere) and U' = [U ... U]
+repeats U, so U' x'_t = U x_t and every hidden state, output and loss is unchanged. The gradient
+of block t of U' is exactly step t's term dL/da_t x_t^T. With bias, b moves into T extra columns
+of U' fed by a constant 1 at step t (b' = 0), so column t's gradient is step t's term of db.
+
+This needs nothing from the candidate but that it works for any D. The split is trusted only if
+the candidate is consistent with itself: its blocks must add up to the dU it returned on the
+original problem (within rtol), and its other gradients must not change.
+
+W's terms dL/da_t h_{t-1}^T cannot be split this way (h_{t-1} is not an input), but they share
+dL/da_t with U's terms: when every step of dU is right and dW is wrong, dL/da_t is right and dW is
+assembled wrongly from it; when dU is wrong from some step on, so is dL/da_t.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from ..params import Params
+from ..tolerances import rel_error
+from .evaluate import Answer, call_candidate, expected_answer
+
+
+class StepReport(NamedTuple):
+    """Per-step errors of dU (and db) terms; `text` is the sentence for the report."""
+
+    u_errors: Optional[np.ndarray]     # (T,) normwise error of each step's dU term, or None
+    b_errors: Optional[np.ndarray]     # (T,) same for db, or None
+    wrong_steps: tuple                 # 1-based steps whose term is wrong (U or b)
+    worst_step: Optional[int]
+    text: str
+
+
+class _Split(NamedTuple):
+    spec: object
+    params: Params
+    xs: np.ndarray
+    ys: np.ndarray
+    h0: Optional[np.ndarray]
+
+
+def split_by_step(case) -> _Split:
+    """The equivalent problem with one block of U' (and one column for b) per time step."""
+    B, T, D = case.xs.shape
+    U, W, V, b, c = case.params
+    H = W.shape[0]
+    extra = T if b is not None else 0
+    xs = np.zeros((B, T, T * D + extra))
+    for t in range(T):
+        xs[:, t, t * D:(t + 1) * D] = case.xs[:, t]      # x_t in block t
+        if b is not None:
+            xs[:, t, T * D + t] = 1.0                    # the bias as a constant input of step t
+    blocks = [U] * T + ([np.repeat(b[:, None], T, axis=1)] if b is not None else [])
+    U2 = np.concatenate(blocks, axis=1)                  # (H, T * D + extra)
+    b2 = np.zeros(H) if b is not None else None
+    return _Split(case.spec, Params(U2, W, V, b2, c), xs, case.ys, case.h0)
+
+
+def _ranges(steps) -> str:
+    """(1, 2, 3, 5) -> 't=1..3, 5'."""
+    if not steps:
+        return "none"
+    parts, start, prev = [], steps[0], steps[0]
+    for s in (*steps[1:], None):
+        if s is not None and s == prev + 1:
+            prev = s
+            continue
+        parts.append(f"{start}" if start == prev else f"{start}..{prev}")
+        if s is not None:
+            start = prev = s
+    return "t=" + ", ".join(parts)
+
+
+def per_step_errors(actual_blocks, expected_blocks, scale) -> np.ndarray:
+    """(T,) max|actual_t - expected_t| / scale for each step's term (normwise, over the whole
+    parameter's scale so that tiny terms are not magnified)."""
+    diff = np.abs(actual_blocks - expected_blocks).reshape(len(actual_blocks), -1).max(axis=1)
+    return diff / scale if scale > 0 else np.where(diff > 0, np.inf, 0.0)
+
+
+def locate_steps(candidate, case, answer: Answer, expected, rtol: float, param: str) -> StepReport:
+    """Split the candidate's dU (and db) by time step and say which steps are wrong."""
+    T, D = case.xs.shape[1], case.xs.shape[2]
+    split = split_by_step(case)
+    got = call_candidate(candidate, split)
+    if not isinstance(got, Answer):
+        return StepReport(None, None, (), None, "time step: could not be told (the candidate "
+                          f"fails on the step-split problem with D={split.xs.shape[2]}: {got.detail})")
+    want = expected_answer(split)
+    U_got, U_want = got.grads["U"], want.grads["U"]
+    # the candidate must agree with itself: blocks add up to its own dU, other grads unchanged
+    own_sum = U_got[:, :T * D].reshape(-1, T, D).sum(axis=1)
+    consistent = rel_error(own_sum, answer.grads["U"]) <= rtol
+    for n in ("W", "V", "c", "h0"):
+        if n in answer.grads and n in got.grads:
+            consistent = consistent and rel_error(got.grads[n], answer.grads[n]) <= rtol
+    if not consistent:
+        return StepReport(None, None, (), None, "time step: could not be told (the candidate's "
+                          "gradients change when the input is split by step, so its per-step "
+                          "terms cannot be trusted)")
+    u_scale = float(np.max(np.abs(expected.grads["U"]), initial=0.0))
+    u_err = per_step_errors(U_got[:, :T * D].reshape(-1, T, D).transpose(1, 0, 2),
+                            U_want[:, :T * D].reshape(-1, T, D).transpose(1, 0, 2), u_scale)
+    b_err = None
+    if case.params.b is not None:
+        b_scale = float(np.max(np.abs(expected.grads["b"]), initial=0.0))
+        b_err = per_step_errors(U_got[:, T * D:].T, U_want[:, T * D:].T, b_scale)
+    worst_err = u_err if b_err is None else np.maximum(u_err, b_err)
+    wrong = tuple(int(t) + 1 for t in np.flatnonzero(~(worst_err <= rtol)))
+    worst = int(np.argmax(np.nan_to_num(worst_err, nan=np.inf))) + 1 if wrong else None
+    return StepReport(u_err, b_err, wrong, worst, _sentence(param, wrong, worst, T, b_err is not None))
+
+
+def _sentence(param: str, wrong: tuple, worst, T: int, with_b: bool) -> str:
+    terms = "dU and db terms" if with_b else "dU terms"
+    right = tuple(t for t in range(1, T + 1) if t not in wrong)
+    if not wrong:
+        if param == "W":
+            return ("time step: dL/da_t is right at every step (every step's dU term matches), "
+                    "so dW is assembled wrongly from dL/da_t and h_{t-1} "
+                    "(paired with h_t instead of h_{t-1}? transposed?)")
+        if param == "h0":
+            return ("time step: dL/da_t is right at every step (every step's dU term matches), "
+                    "so dh0 is taken wrongly from dL/da_1 (dh0 = W^T dL/da_1)")
+        return f"time step: every step's {terms} match; the error is in how they are summed"
+    text = f"time step: the {terms} of {_ranges(wrong)} are wrong (worst at t={worst})"
+    if right:
+        text += f", those of {_ranges(right)} are right"
+    if param in ("W", "h0"):
+        text += f"; dL/da_t is wrong at those steps, and {param}'s gradient with it"
+    return text

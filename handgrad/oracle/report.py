@@ -1,0 +1,122 @@
+"""What the oracle says: `GradientMismatch` (and `CandidateError`) when a candidate is wrong,
+`CheckReport` when it passed. Messages name the parameter, the worst element, the time step where
+it can be told, expected vs actual, the relative error, the minimal shapes and the replay file."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .evaluate import ORDER
+
+
+class GradientMismatch(AssertionError):
+    """A candidate's loss or gradient disagrees with the (confirmed) expected one.
+
+    Attributes: param ("loss", "U", "W", "V", "b", "c" or "h0"), index (tuple into that array),
+    expected, actual (the two values at index), rel_error (normwise, of the whole parameter),
+    case (the minimal case: spec, params, xs, ys, h0, ...), path (the replay file or None),
+    errors (every compared quantity's relative error), rtol, step (a StepReport or None).
+    """
+
+    def __init__(self, message: str, *, param=None, index=None, expected=None, actual=None,
+                 rel_error=None, case=None, path=None, errors=None, rtol=None, step=None):
+        super().__init__(message)
+        self.param, self.index = param, index
+        self.expected, self.actual, self.rel_error = expected, actual, rel_error
+        self.case, self.path, self.errors, self.rtol, self.step = case, path, errors, rtol, step
+
+
+class CandidateError(GradientMismatch):
+    """The candidate raised, returned the wrong keys or shapes, or returned NaN/inf.
+
+    `kind` is "raised", "bad_output", "non_finite" or "flaky"."""
+
+    def __init__(self, message: str, *, kind: str, **kwargs):
+        super().__init__(message, **kwargs)
+        self.kind = kind
+
+
+@dataclass
+class CheckReport:
+    """A passed check: how many cases, and the largest relative error seen per quantity."""
+
+    spec: object
+    examples: int
+    rtol: Optional[float]            # None: by the candidate's dtype
+    dtypes: tuple                    # the precisions the candidate answered in
+    max_rel_error: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        errs = ", ".join(f"{k} {v:.1e}" for k, v in self.max_rel_error.items())
+        tol = (f"rtol {self.rtol:g}" if self.rtol is not None
+               else "rtol by dtype: " + ", ".join(str(d) for d in self.dtypes))
+        return (f"passed: {self.examples} case(s) of {describe_spec(self.spec)}; largest "
+                f"relative errors: {errs} ({tol}); {self.seconds:.2f} s")
+
+
+def describe_spec(spec) -> str:
+    trunc = "full BPTT" if spec.truncation is None else repr(spec.truncation)
+    return (f"{spec.activation}, {'bias' if spec.bias else 'no bias'}, output={spec.output}, "
+            f"{spec.loss}, {spec.reduction}, {trunc}")
+
+
+def describe_case(case) -> str:
+    B, T, D = case.xs.shape
+    H, O = case.params.W.shape[0], case.params.V.shape[0]
+    h0 = "h0 given" if case.h0 is not None else "h0 = 0"
+    extra = ""
+    if getattr(case, "scale", None) is not None:
+        extra = f", weights {case.scale!r}"
+    if getattr(case, "seed", None) is not None:
+        extra += f", seed {case.seed}"
+    return f"B={B}, T={T}, D={D}, H={H}, O={O}, {h0}{extra}"
+
+
+def _fmt(x) -> str:
+    return f"{float(x):.10g}"
+
+
+def _errors_line(errors: dict, rtol: float) -> str:
+    parts = [f"{n} {errors[n]:.1e}{' !' if not errors[n] <= rtol else ''}" for n in ORDER
+             if n in errors]
+    return "relative errors: " + ", ".join(parts)
+
+
+def mismatch_message(*, spec, case, param, index, expected, actual, rel, errors, rtol,
+                     step_text, confirmed, path, header="gradient mismatch") -> str:
+    what = "loss" if param == "loss" else f"d loss/d {param}"
+    where = "" if param == "loss" else f"[{', '.join(map(str, index))}]"
+    lines = [
+        f"{header} in {what} ({describe_spec(spec)})",
+        f"  worst element {param}{where}: expected {_fmt(expected)}, got {_fmt(actual)}; "
+        f"normwise relative error {rel:.2e} > rtol {rtol:.0e}",
+    ]
+    if step_text:
+        lines.append(f"  {step_text}")
+    lines.append(f"  {_errors_line(errors, rtol)}")
+    lines.append(f"  minimal case: {describe_case(case)}")
+    if confirmed:
+        lines.append(f"  expected value confirmed by {' and '.join(confirmed)}")
+    lines.append(f"  {replay_line(path)}")
+    return "\n".join(lines)
+
+
+def candidate_message(*, spec, case, detail, path, kind) -> str:
+    head = {"raised": "candidate raised", "bad_output": "candidate returned an unusable answer",
+            "non_finite": "candidate returned a non-finite value",
+            "flaky": "candidate is not deterministic"}[kind]
+    return "\n".join([f"{head} ({describe_spec(spec)})", f"  {detail}",
+                      f"  minimal case: {describe_case(case)}", f"  {replay_line(path)}"])
+
+
+def replay_line(path) -> str:
+    if path is None:
+        return "replay: not saved"
+    return f"replay: hg.replay({str(path)!r}, candidate)"
+
+
+def element(arr, index):
+    return float(np.asarray(arr)[index]) if index is not None else float(arr)
