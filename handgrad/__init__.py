@@ -13,10 +13,12 @@ from .numdiff import directional_derivative, numerical_grads, surrogate_loss
 from .params import Params, init_params
 from .spec import TBPTT, Chunks, Spec, Window, parse_truncation, segments
 from .tolerances import TOLERANCES, cosine, rel_error
+from .research import TruncationSweep, truncation_sweep  # truncation research (issue 5)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "truncation_sweep", "TruncationSweep",
     "Spec", "Window", "Chunks", "TBPTT", "Params", "init_params", "loss_and_grads", "predict",
     "numerical_grads", "directional_derivative", "surrogate_loss", "segments", "parse_truncation",
     "TOLERANCES", "rel_error", "cosine",

@@ -1,0 +1,104 @@
+"""truncation_sweep: every Window(k) gradient from one pass equals the one computed on its own.
+
+The sweep adds the same per-step terms as `loss_and_grads` in another order, so the two agree to
+the round-off of reordered float64 sums: TOLERANCES["jax"] (see tolerances.py).
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import handgrad as hg
+from handgrad.research import truncation_sweep
+from handgrad.strategies import cases, specs
+
+TOL = hg.TOLERANCES["jax"]
+
+
+def _with(spec, truncation):
+    return hg.Spec(**{**spec.__dict__, "truncation": truncation})
+
+
+@settings(max_examples=40)
+@given(cases(spec=specs(truncation=st.none()), max_T=7, max_H=4))
+def test_sweep_equals_each_window_computed_alone(case):
+    T = case.xs.shape[1]
+    sweep = truncation_sweep(case.params, case.xs, case.ys, case.spec, h0=case.h0)
+    assert list(sweep.ks) == list(range(T))
+    loss, full, full_dh0 = hg.loss_and_grads(case.params, case.xs, case.ys, _with(case.spec, None), h0=case.h0,
+                                             wrt_h0=True)
+    assert sweep.loss == pytest.approx(loss, rel=TOL)
+    for i, k in enumerate(sweep.ks):
+        _, g, dh0 = hg.loss_and_grads(case.params, case.xs, case.ys, _with(case.spec, hg.Window(int(k))),
+                                      h0=case.h0, wrt_h0=True)
+        for name, expected in g.arrays().items():
+            err = hg.rel_error(getattr(sweep.grads, name)[i], expected)
+            assert err <= TOL, f"Window({k}) d{name}: rel error {err:.2e}"
+        assert hg.rel_error(sweep.dh0[i], dh0) <= TOL, f"Window({k}) dh0"
+    for name, expected in full.arrays().items():
+        assert hg.rel_error(getattr(sweep.full, name), expected) <= TOL, f"full d{name}"
+    assert hg.rel_error(sweep.full_dh0, full_dh0) <= TOL
+
+
+@settings(max_examples=20)
+@given(cases(spec=specs(truncation=st.none()), max_T=6, max_H=3))
+def test_sweep_curves_are_the_project_metrics(case):
+    """The vectorised curves are exactly rel_error / cosine of the returned gradients."""
+    sweep = truncation_sweep(case.params, case.xs, case.ys, case.spec, h0=case.h0)
+    names = list(sweep.full.arrays())
+    for i in range(len(sweep.ks)):
+        for name in names:
+            got, full = getattr(sweep.grads, name)[i], getattr(sweep.full, name)
+            assert sweep.per_param[name].rel_error[i] == pytest.approx(hg.rel_error(got, full),
+                                                                      rel=1e-12, abs=1e-300)
+            assert sweep.per_param[name].cosine[i] == pytest.approx(hg.cosine(got, full), abs=1e-12)
+        flat = np.concatenate([np.ravel(getattr(sweep.grads, n)[i]) for n in names])
+        ref = np.concatenate([np.ravel(getattr(sweep.full, n)) for n in names])
+        assert sweep.rel_error[i] == pytest.approx(hg.rel_error(flat, ref), rel=1e-12, abs=1e-300)
+        assert sweep.cosine[i] == pytest.approx(hg.cosine(flat, ref), abs=1e-12)
+        l2 = np.linalg.norm(flat - ref) / np.linalg.norm(ref) if np.any(ref) else 0.0
+        if np.any(ref):
+            assert sweep.l2_error[i] == pytest.approx(l2, rel=1e-9, abs=1e-300)
+    # V and c are never truncated; the full window is full BPTT up to reordered round-off
+    assert np.all(sweep.per_param["V"].rel_error == 0)
+    assert sweep.rel_error[-1] <= TOL and sweep.l2_error[-1] <= TOL
+    if case.spec.output == "last":          # there the full gradient *is* the last partial sum
+        assert sweep.rel_error[-1] == 0
+
+
+@given(st.sampled_from(["last", "all"]), st.lists(st.integers(0, 12), min_size=1, max_size=5))
+def test_sweep_subset_of_ks_keeps_order_and_large_k_is_full(output, ks):
+    spec = hg.Spec(activation="sigmoid", output=output)
+    case = hg.strategies.make_case(spec, 2, 5, 2, 3, 2, seed=3)
+    every = truncation_sweep(case.params, case.xs, case.ys, spec, h0=case.h0)
+    some = truncation_sweep(case.params, case.xs, case.ys, spec, ks=ks, h0=case.h0)
+    assert list(some.ks) == ks
+    for i, k in enumerate(ks):
+        j = min(k, 4)                                   # Window(k >= T - 1) is full BPTT
+        assert hg.rel_error(some.grads.W[i], every.grads.W[j]) <= TOL
+        assert some.rel_error[i] == pytest.approx(every.rel_error[j], rel=1e-9, abs=1e-15)
+
+
+def test_sweep_ignores_spec_truncation_and_can_drop_grads():
+    spec = hg.Spec(output="last", truncation=hg.Chunks(2))
+    case = hg.strategies.make_case(spec, 2, 6, 2, 3, 1, seed=0)
+    a = truncation_sweep(case.params, case.xs, case.ys, spec, keep_grads=False)
+    b = truncation_sweep(case.params, case.xs, case.ys, _with(spec, None))
+    assert a.grads is None and a.dh0 is None
+    np.testing.assert_array_equal(a.rel_error, b.rel_error)
+
+
+@pytest.mark.parametrize("ks, word", [([-1], "k >= 0"), ([], "non-empty"), ([1.5], "integers"),
+                                      ([[1, 2]], "1-D")])
+def test_sweep_rejects_bad_ks(ks, word):
+    spec = hg.Spec()
+    case = hg.strategies.make_case(spec, 1, 4, 1, 2, 1)
+    with pytest.raises(ValueError, match="ks"):
+        truncation_sweep(case.params, case.xs, case.ys, spec, ks=ks)
+
+
+def test_sweep_rejects_bad_inputs_like_loss_and_grads():
+    spec = hg.Spec()
+    case = hg.strategies.make_case(spec, 1, 4, 1, 2, 1)
+    with pytest.raises(ValueError, match="xs"):
+        truncation_sweep(case.params, case.xs[0], case.ys, spec)
