@@ -1,10 +1,78 @@
-"""`handgrad forecast` (placeholder: being written)."""
-HELP = "forecast (not written yet)"
+"""`handgrad forecast MODEL --steps N`: roll a trained model forward on its own predictions."""
+from __future__ import annotations
+
+import argparse
+import os
+
+import numpy as np
+
+HELP = ("forecast N steps ahead with a model from `handgrad train`, feeding it its own "
+        "predictions; prints the values and plots them against the truth where known")
 
 
-def add_arguments(parser):
-    pass
+def _steps(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _start(text):
+    if text.strip().lower() == "end":
+        return "end"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a row number or 'end', got {text!r}") from None
+    return value
+
+
+def add_arguments(p):
+    p.add_argument("model", metavar="MODEL", help="model.npz written by `handgrad train`")
+    p.add_argument("--steps", type=_steps, default=30, metavar="N",
+                   help="values to forecast (default 30)")
+    p.add_argument("--start", type=_start, metavar="ROW",
+                   help="row of the first forecast value; the window before it is given "
+                        "(default: the first validation row, so the truth is known; 'end': "
+                        "after the last row of the data)")
+    p.add_argument("--plot", metavar="FILE",
+                   help="PNG to write (default: forecast.png beside MODEL)")
 
 
 def run(args):
-    raise NotImplementedError("handgrad forecast is not written yet")
+    from ..train.forecast import forecast
+    from ..train.model import load_model
+    from ..train.plots import plot_forecast
+
+    if not os.path.isfile(args.model):
+        raise ValueError(f"MODEL {args.model!r} is not a file")
+    model = load_model(args.model)
+    start = len(model.series.values) if args.start == "end" else args.start
+    fc = forecast(model, args.steps, start)
+    names = [model.series.columns[j] for j in model.target_cols]
+    print(f"forecast of {', '.join(names)} from row {fc.rows[0]}, {len(fc.rows)} steps, each "
+          f"fed back as input (window of {model.window} rows before row {fc.rows[0]} given)")
+    header = "row  " + "  ".join(f"{n + ' forecast':>16} {n + ' truth':>14}" for n in names)
+    print(header)
+    for r, v, t in zip(fc.rows, fc.values, fc.truth):
+        cells = "  ".join(f"{vi:16.6g} {'' if np.isnan(ti) else f'{ti:.6g}':>14}"
+                          for vi, ti in zip(v, t))
+        print(f"{r:<4d} {cells}")
+    known = ~np.isnan(fc.truth[:, 0])
+    if known.any():
+        err = fc.values[known] - fc.truth[known]
+        rmse = float(np.sqrt(np.mean(err ** 2)))
+        first = [int(k) for k in (1, 5, 10, 20) if k <= known.sum()]
+        by = ", ".join(f"{k} ahead {abs(err[k - 1, 0]):.3g}" for k in first)
+        print(f"RMSE against the truth over {int(known.sum())} known step(s): {rmse:.4g} "
+              f"(absolute error {by})")
+    else:
+        print("no truth is known for these rows (they lie after the end of the data)")
+    path = args.plot or os.path.join(os.path.dirname(os.path.abspath(args.model)), "forecast.png")
+    plot_forecast(path, fc.rows, fc.values[:, 0], fc.truth[:, 0], fc.context_rows, fc.context[:, 0],
+                  names[0], f"{len(fc.rows)}-step forecast from row {fc.rows[0]}")
+    print(f"wrote {path}")
+    return 0

@@ -65,6 +65,8 @@ def save_model(path: str, model: Model) -> None:
 
 def load_model(path: str) -> Model:
     """Read and check a model written by `save_model`; ValueError says what is wrong."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not a handgrad model (.npz): not a zip archive")
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
