@@ -88,17 +88,18 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
                     suppress_health_check=list(HealthCheck))
     strategy = cases(spec=spec, max_B=max_B, max_T=max_T, max_D=max_D, max_H=max_H,
                      max_O=max_O, scales=scales)
-    stats = {"examples": 0, "errors": {}, "dtypes": set()}
+    stats = {"examples": 0, "errors": {}, "dtypes": set(), "floored": 0}
 
     def fails(case) -> bool:
         stats["examples"] += 1
         got = call_candidate(candidate, case)
         if not isinstance(got, Answer):
             return True
-        cmp = compare(got, expected_answer(case), rtol)
+        cmp = compare(got, expected_answer(case), rtol, case)
         stats["dtypes"].add(str(got.dtype))
         for n, e in cmp.errors.items():
             stats["errors"][n] = max(stats["errors"].get(n, 0.0), e)
+        stats["floored"] += bool(cmp.floors) and not cmp.failing
         return bool(cmp.failing)
 
     start = time.perf_counter()
@@ -107,7 +108,7 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
                        random=None if derandomize else Random(0 if seed is None else seed))
     except NoSuchExample:
         return CheckReport(spec, stats["examples"], rtol, tuple(sorted(stats["dtypes"])),
-                           stats["errors"], time.perf_counter() - start)
+                           stats["errors"], time.perf_counter() - start, stats["floored"])
     judge(candidate, minimal, rtol, save_dir)
     raise CandidateError(candidate_message(
         spec=spec, case=minimal, path=None, kind="flaky",
@@ -125,7 +126,7 @@ def judge(candidate, case, rtol=None, save_dir=DEFAULT_SAVE_DIR, path=None, loca
                                                path=path, kind=got.kind),
                              kind=got.kind, param=got.param, index=got.index, case=case, path=path)
     expected = expected_answer(case)
-    cmp = compare(got, expected, rtol)
+    cmp = compare(got, expected, rtol, case)
     if not cmp.failing:
         return cmp
     raise mismatch(case, got, expected, cmp,
@@ -144,11 +145,12 @@ def mismatch(case, got, expected, cmp, candidate=None, save_dir=None, path=None,
     confirmed = confirm(case, expected, param, index)
     step = None
     if candidate is not None and param in ("U", "W", "b", "h0"):
-        step = locate_steps(candidate, case, got, expected, cmp.rtol, param)
+        step = locate_steps(candidate, case, got, expected, cmp.rtol, param, cmp.floors)
     path = path or save_replay(case, save_dir, param)
     message = mismatch_message(spec=case.spec, case=case, param=param, index=index,
                                expected=exp_v, actual=act_v, rel=cmp.errors[param],
-                               errors=cmp.errors, rtol=cmp.rtol,
+                               errors=cmp.errors, rtol=cmp.rtol, floor=cmp.floors.get(param),
+                               failing=cmp.failing,
                                step_text=step.text if step else None, confirmed=confirmed,
                                path=path, header=header)
     return GradientMismatch(message, param=param, index=index, expected=exp_v, actual=act_v,

@@ -47,8 +47,9 @@ class Failure(NamedTuple):
 
 class Comparison(NamedTuple):
     errors: dict        # name -> normwise relative error, in ORDER
-    failing: tuple      # names whose error exceeds rtol
+    failing: tuple      # names whose error exceeds rtol and the round-off floor
     rtol: float
+    floors: dict        # name -> round-off floor (only computed when some error exceeds rtol)
 
 
 def expected_answer(case) -> Expected:
@@ -152,16 +153,26 @@ def normalize(out, case):
     return Answer(loss, grads, dtype)
 
 
-def compare(answer: Answer, expected: Expected, rtol: Optional[float] = None) -> Comparison:
-    """Normwise relative error of the loss and every returned gradient; failing ones by rtol
-    (default: the tolerance of the candidate's dtype)."""
+def compare(answer: Answer, expected: Expected, rtol: Optional[float] = None,
+            case=None) -> Comparison:
+    """Normwise relative error of the loss and every returned gradient.
+
+    A quantity fails when its error exceeds rtol (default: the tolerance of the candidate's
+    dtype) and, when `case` is given, its largest difference also exceeds what round-off in the
+    candidate's dtype can produce on this case (`conditioning.roundoff_floor`)."""
     tol = tolerance_for(answer.dtype) if rtol is None else float(rtol)
     errors = {"loss": rel_error(answer.loss, expected.loss)}
     for n in ORDER[1:]:
         if n in answer.grads:
             errors[n] = rel_error(answer.grads[n], expected.grads[n])
     failing = tuple(n for n, e in errors.items() if not e <= tol)
-    return Comparison(errors, failing, tol)
+    floors = {}
+    if failing and case is not None:
+        from .conditioning import roundoff_floor
+        floors = roundoff_floor(case, answer.dtype)
+        failing = tuple(n for n in failing if n == "loss" or not
+                        np.max(np.abs(answer.grads[n] - expected.grads[n])) <= floors[n])
+    return Comparison(errors, failing, tol, floors)
 
 
 def primary(failing) -> str:

@@ -189,7 +189,7 @@ def _identify_at(candidate, spec, T: int, rtol, save_dir):
     for case, got in zip(cases, answers):
         exp = _expected(case, None)
         cmp = compare(Answer(got.loss, {n: g for n, g in got.grads.items() if n in ("V", "c")},
-                             got.dtype), exp, tol)
+                             got.dtype), exp, tol, case)
         if cmp.failing:
             raise mismatch(case, got, exp, cmp, save_dir=save_dir,
                            header="identify: no convention can match, mismatch")
@@ -208,7 +208,7 @@ def _identify_at(candidate, spec, T: int, rtol, save_dir):
         case = cases[0]
         exp = _expected(case, best)
         truncated = dataclasses.replace(spec, truncation=best)
-        cmp = compare(answers[0], exp, tol)
+        cmp = compare(answers[0], exp, tol, case._replace(spec=truncated))
         raise mismatch(case._replace(spec=truncated), answers[0], exp, cmp, save_dir=save_dir,
                        header=f"identify: matches no truncation convention up to T={T}; the "
                               f"closest is {_name(best)}, mismatch")

@@ -78,14 +78,17 @@ def _ranges(steps) -> str:
     return "t=" + ", ".join(parts)
 
 
-def per_step_errors(actual_blocks, expected_blocks, scale) -> np.ndarray:
+def per_step_errors(actual_blocks, expected_blocks, scale, floor=0.0) -> np.ndarray:
     """(T,) max|actual_t - expected_t| / scale for each step's term (normwise, over the whole
-    parameter's scale so that tiny terms are not magnified)."""
+    parameter's scale so that tiny terms are not magnified); 0 where the difference is within
+    the round-off floor."""
     diff = np.abs(actual_blocks - expected_blocks).reshape(len(actual_blocks), -1).max(axis=1)
+    diff = np.where(diff <= floor, 0.0, diff)
     return diff / scale if scale > 0 else np.where(diff > 0, np.inf, 0.0)
 
 
-def locate_steps(candidate, case, answer: Answer, expected, rtol: float, param: str) -> StepReport:
+def locate_steps(candidate, case, answer: Answer, expected, rtol: float, param: str,
+                 floors=None) -> StepReport:
     """Split the candidate's dU (and db) by time step and say which steps are wrong."""
     T, D = case.xs.shape[1], case.xs.shape[2]
     split = split_by_step(case)
@@ -107,11 +110,13 @@ def locate_steps(candidate, case, answer: Answer, expected, rtol: float, param: 
                           "terms cannot be trusted)")
     u_scale = float(np.max(np.abs(expected.grads["U"]), initial=0.0))
     u_err = per_step_errors(U_got[:, :T * D].reshape(-1, T, D).transpose(1, 0, 2),
-                            U_want[:, :T * D].reshape(-1, T, D).transpose(1, 0, 2), u_scale)
+                            U_want[:, :T * D].reshape(-1, T, D).transpose(1, 0, 2), u_scale,
+                            floors.get("U", 0.0) if floors else 0.0)
     b_err = None
     if case.params.b is not None:
         b_scale = float(np.max(np.abs(expected.grads["b"]), initial=0.0))
-        b_err = per_step_errors(U_got[:, T * D:].T, U_want[:, T * D:].T, b_scale)
+        b_err = per_step_errors(U_got[:, T * D:].T, U_want[:, T * D:].T, b_scale,
+                                floors.get("b", 0.0) if floors else 0.0)
     worst_err = u_err if b_err is None else np.maximum(u_err, b_err)
     wrong = tuple(int(t) + 1 for t in np.flatnonzero(~(worst_err <= rtol)))
     worst = int(np.argmax(np.nan_to_num(worst_err, nan=np.inf))) + 1 if wrong else None

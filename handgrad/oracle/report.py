@@ -48,13 +48,16 @@ class CheckReport:
     dtypes: tuple                    # the precisions the candidate answered in
     max_rel_error: dict = field(default_factory=dict)
     seconds: float = 0.0
+    within_floor: int = 0            # cases that passed only by the round-off floor (saturation)
 
     def __str__(self) -> str:
         errs = ", ".join(f"{k} {v:.1e}" for k, v in self.max_rel_error.items())
         tol = (f"rtol {self.rtol:g}" if self.rtol is not None
                else "rtol by dtype: " + ", ".join(str(d) for d in self.dtypes))
+        floor = (f"; {self.within_floor} case(s) differed by more than rtol but within the "
+                 "round-off floor of saturated units" if self.within_floor else "")
         return (f"passed: {self.examples} case(s) of {describe_spec(self.spec)}; largest "
-                f"relative errors: {errs} ({tol}); {self.seconds:.2f} s")
+                f"relative errors: {errs} ({tol}){floor}; {self.seconds:.2f} s")
 
 
 def describe_spec(spec) -> str:
@@ -79,14 +82,15 @@ def _fmt(x) -> str:
     return f"{float(x):.10g}"
 
 
-def _errors_line(errors: dict, rtol: float) -> str:
-    parts = [f"{n} {errors[n]:.1e}{' !' if not errors[n] <= rtol else ''}" for n in ORDER
+def _errors_line(errors: dict, failing) -> str:
+    parts = [f"{n} {errors[n]:.1e}{' (wrong)' if n in failing else ''}" for n in ORDER
              if n in errors]
     return "relative errors: " + ", ".join(parts)
 
 
 def mismatch_message(*, spec, case, param, index, expected, actual, rel, errors, rtol,
-                     step_text, confirmed, path, header="gradient mismatch") -> str:
+                     step_text, confirmed, path, header="gradient mismatch", floor=None,
+                     failing=()) -> str:
     what = "loss" if param == "loss" else f"d loss/d {param}"
     where = "" if param == "loss" else f"[{', '.join(map(str, index))}]"
     lines = [
@@ -94,9 +98,11 @@ def mismatch_message(*, spec, case, param, index, expected, actual, rel, errors,
         f"  worst element {param}{where}: expected {_fmt(expected)}, got {_fmt(actual)}; "
         f"normwise relative error {rel:.2e} > rtol {rtol:.0e}",
     ]
+    if floor:
+        lines[-1] += f" (and beyond the round-off floor {floor:.1e} of this case)"
     if step_text:
         lines.append(f"  {step_text}")
-    lines.append(f"  {_errors_line(errors, rtol)}")
+    lines.append(f"  {_errors_line(errors, failing)}")
     lines.append(f"  minimal case: {describe_case(case)}")
     if confirmed:
         lines.append(f"  expected value confirmed by {' and '.join(confirmed)}")
