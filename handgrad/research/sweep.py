@@ -153,8 +153,12 @@ class LagStep(NamedTuple):
     h0: np.ndarray        # (B, H) dL_{j+1} / dh_0: loss term j + 1 reaches h_0 at lag j
 
 
-def lag_pieces_all(prep: Prepared, max_lag: int):
-    """Many-to-many: yield a `LagStep` for j = 0..min(max_lag, T - 1), vectorised over t."""
+def lag_pieces_all(prep: Prepared, max_lag: int, pieces: bool = True):
+    """Many-to-many: yield a `LagStep` for j = 0..min(max_lag, T - 1), vectorised over t.
+
+    pieces=False skips the per-lag parameter pieces (U, W, b are None): for callers that add
+    up `da` over the lags and form the parameter gradient once.
+    """
     W, b = prep.params.W, prep.params.b
     hs, dact = prep.fwd
     T, H = dact.shape[0], W.shape[0]
@@ -162,10 +166,12 @@ def lag_pieces_all(prep: Prepared, max_lag: int):
     for j in range(min(max_lag, T - 1) + 1):
         n = T - j                                # steps s = 1..n receive a lag-j piece
         da = dh * dact[:n]                       # h_s = act(a_s)
-        flat = da.reshape(-1, H)                 # (n B, H)
-        pW = flat.T @ hs[:n].reshape(-1, H)      # a_s = ... + W h_{s-1}: sum_s da_s h_{s-1}^T
-        pU = flat.T @ prep.xs_tm[:n].reshape(-1, prep.xs_tm.shape[-1])   # sum_s da_s x_s^T
-        pb = flat.sum(axis=0) if b is not None else None
+        pU = pW = pb = None
+        if pieces:
+            flat = da.reshape(-1, H)             # (n B, H)
+            pW = flat.T @ hs[:n].reshape(-1, H)  # a_s = ... + W h_{s-1}: sum_s da_s h_{s-1}^T
+            pU = flat.T @ prep.xs_tm[:n].reshape(-1, prep.xs_tm.shape[-1])   # sum_s da_s x_s^T
+            pb = flat.sum(axis=0) if b is not None else None
         carry = da @ W                           # carry every term one step back, to h_{s-1}
         yield LagStep(j, dh, da, pU, pW, pb, carry[0])
         dh = carry[1:]                           # h_0 is not a step: carry[0] went to dh0
