@@ -90,13 +90,15 @@ def detach_segments(k: int, T: int) -> list:
     return [Segment(s, min(s + k - 1, T), s - 1) for s in range(1, T + 1, k)]
 
 
-def identify_cases(spec, T: int, D: int = 2, H: int = 3, O: int = 2, B: int = 2) -> list:
+def identify_cases(spec, T: int, D: int = 2, H: int = 3, O: int = 2, B: int = 2,
+                   with_h0: bool = True) -> list:
     """N_CASES fixed cases of length T with orthogonal recurrent weights."""
     from ..strategies import make_case
 
     out = []
     for i in range(N_CASES):
-        case = make_case(spec, B, T, D, H, O, scale="moderate", seed=1000 + i, with_h0=True)
+        case = make_case(spec, B, T, D, H, O, scale="moderate", seed=1000 + i,
+                         with_h0=with_h0)
         ortho = init_params(spec, D, H, O, seed=2000 + i, init="orthogonal", scale=1.0)
         out.append(case._replace(params=case.params._replace(W=ortho.W)))
     return out
@@ -138,8 +140,11 @@ def _truncation_error(answer: Answer, expected: Expected) -> float:
 
 
 def identify(candidate, spec, rtol: Optional[float] = None, schedule=SCHEDULE,
-             save_dir=DEFAULT_SAVE_DIR) -> Identified:
+             save_dir=DEFAULT_SAVE_DIR, h0: bool = True) -> Identified:
     """Name the truncation convention `candidate` implements (spec.truncation is ignored).
+
+    Runs N_CASES fixed cases at each length of `schedule` (the next one only when the previous
+    says "full BPTT"); `h0=False` passes h0=None (for implementations that start from zeros).
 
     Raises GradientMismatch when the loss, V or c are wrong (they do not depend on truncation)
     or when no convention matches (reporting the closest one), CandidateError when the candidate
@@ -152,7 +157,7 @@ def identify(candidate, spec, rtol: Optional[float] = None, schedule=SCHEDULE,
     full_spec = dataclasses.replace(spec, truncation=None)
     result = None
     for T in schedule:
-        result = _identify_at(candidate, full_spec, int(T), rtol, save_dir)
+        result = _identify_at(candidate, full_spec, int(T), rtol, save_dir, h0)
         if result[0] is not None:      # a truncation shorter than T: no need to look further
             break
     match, others, T, err, runner, tol = result
@@ -160,7 +165,7 @@ def identify(candidate, spec, rtol: Optional[float] = None, schedule=SCHEDULE,
     if isinstance(match, Detach):     # confirm as Chunks(k) on a length that k divides
         T_seen = T
         match, others, T, err, runner, tol = _identify_at(candidate, full_spec,
-                                                     match.k * -(-T // match.k), rtol, save_dir)
+                                                     match.k * -(-T // match.k), rtol, save_dir, h0)
         if isinstance(match, Chunks):
             note = (f"  like PyTorch's h.detach() every {match.k} steps: at T={T_seen}, which "
                     f"{match.k} does not divide, its last chunk backpropagates only within itself, "
@@ -173,8 +178,8 @@ def identify(candidate, spec, rtol: Optional[float] = None, schedule=SCHEDULE,
     return Identified(match, others, T, err, runner, seconds, message)
 
 
-def _identify_at(candidate, spec, T: int, rtol, save_dir):
-    cases = identify_cases(spec, T)
+def _identify_at(candidate, spec, T: int, rtol, save_dir, h0=True):
+    cases = identify_cases(spec, T, with_h0=h0)
     answers = []
     for case in cases:
         got = call_candidate(candidate, case)
@@ -192,7 +197,7 @@ def _identify_at(candidate, spec, T: int, rtol, save_dir):
                              got.dtype), exp, tol, case)
         if cmp.failing:
             raise mismatch(case, got, exp, cmp, save_dir=save_dir,
-                           header="identify: no convention can match, mismatch")
+                           header="identify: the loss, V or c is wrong (truncation cannot change them), so no convention matches; mismatch")
     scored = []       # (error, name, others); the second case only for near matches
     for name, others in conventions(T, spec.output):
         err = _truncation_error(answers[0], _expected(cases[0], name))
