@@ -98,7 +98,7 @@ def _sigmoid(a):
 
 def published_forward(U, W, V, rec: Record) -> Forward:
     """The tutorial's forward pass (this part is right): h_t = sigmoid(U x_t + W h_{t-1})."""
-    prev_s = np.zeros((W.shape[0], 1))
+    prev_s = np.zeros(W.shape[:-1] + (1,))             # h_0 = 0, (H, 1) (or (M, H, 1))
     layers = []
     add = mulv = None
     for new_input in rec.inputs:
