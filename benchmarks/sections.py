@@ -1,0 +1,339 @@
+"""The benchmark sections. Each takes the run's `Settings` and returns a `report.Section`.
+
+Size letters: B batch, T time steps, D input features, H hidden units, O outputs.
+Ratios are handgrad's time over the other's (<= 1 means handgrad is at least as fast), except
+"speedup" columns, which are the other's time over handgrad's.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from typing import NamedTuple
+
+import numpy as np
+
+import handgrad as hg
+
+from . import loop_model, problems
+from .report import Section, Target, skipped
+from .timing import interleaved, matmul_call, peak_memory
+
+
+class Settings(NamedTuple):
+    quick: bool
+    seed: int
+    repeats: int             # timed samples per implementation; the median is reported
+    loop_repeats: int        # the same for the slow tutorial-style loop
+    warmup: int              # untimed calls before timing (JIT compilation, caches)
+    loop_max_records: int    # the loop runs on at most this many records; time scaled to B
+    sizes: tuple             # problems.Size for the one-gradient comparison
+    truncations: tuple       # None, Window(k)
+    target_sizes: tuple      # names of the sizes where handgrad/jax <= 1 is a target
+    large: problems.Size     # matmul-rate and memory size
+    train_epochs: int
+    train_windows: int
+    train_lr: float
+    train_clip: float
+    train_repeats: int
+    sweep_sizes: tuple       # problems.Size, many-to-one
+    check_examples: int
+    test_profiles: tuple     # Hypothesis profiles for the optional test-suite timing
+    test_timeout: float      # seconds per profile
+
+
+def _max_rel_error(actual, expected) -> float:
+    """The worst normwise relative error over the gradients present in `expected`."""
+    return max(hg.rel_error(np.asarray(a), e) for a, e in zip(actual, expected) if e is not None)
+
+
+def _ms(seconds):
+    return None if seconds is None else 1e3 * seconds
+
+
+def _label(trunc) -> str:
+    return "full" if trunc is None else repr(trunc)
+
+
+# --- one gradient -------------------------------------------------------------------------------
+
+def _gradient_row(settings: Settings, size: problems.Size, trunc, torch_ok: bool):
+    from . import jax_model
+
+    spec = replace(size.spec, truncation=trunc)
+    p = problems.make_problem(size, settings.seed)
+    fns, notes = {}, []
+    fns["handgrad"] = lambda: hg.loss_and_grads(p.params, p.xs, p.ys, spec)
+    _, grads = fns["handgrad"]()
+    errors = {}
+
+    jax_fn = jax_model.make_value_and_grad(spec)
+    jax_args = jax_model.to_device(p, np.zeros((size.B, size.H)))
+    fns["jax"] = lambda: jax_model.call_blocking(jax_fn, jax_args)
+    errors["jax"] = _max_rel_error(fns["jax"]()[1], grads)
+
+    if torch_ok:
+        from . import torch_model
+        tm = torch_model.make_value_and_grad(spec, p)
+        if tm.fn is not None:
+            fns["torch"] = tm.fn
+            errors["torch"] = _max_rel_error(tm.fn()[1], grads)
+        else:
+            notes.append(f"{size.name} {_label(trunc)}: torch not run ({tm.note})")
+
+    n = min(size.B, settings.loop_max_records)
+    xs_n, ys_n = p.xs[:n], p.ys[:n]
+    fns["loop"] = lambda: loop_model.loss_and_grads(p.params, xs_n, ys_n, spec)
+    _, grads_n = hg.loss_and_grads(p.params, xs_n, ys_n, spec)
+    errors["loop"] = _max_rel_error(fns["loop"]()[1], grads_n)
+    if n < size.B:
+        notes.append(f"{size.name} {_label(trunc)}: loop timed on {n} of {size.B} records, "
+                     f"time scaled by {size.B / n:g} (it is linear in records)")
+
+    repeats = {name: settings.loop_repeats if name == "loop" else settings.repeats for name in fns}
+    t = interleaved(fns, repeats, settings.warmup)
+    loop_s = t["loop"].median * size.B / n
+    hg_s = t["handgrad"].median
+    torch_s = t["torch"].median if "torch" in t else None
+    row = {"size": size.name, "B,T,D,H": f"{size.B},{size.T},{size.D},{size.H}",
+           "truncation": _label(trunc),
+           "handgrad ms": _ms(hg_s), "jax ms": _ms(t["jax"].median), "torch ms": _ms(torch_s),
+           "loop ms": _ms(loop_s),
+           "hg/jax": hg_s / t["jax"].median,
+           "hg/torch": None if torch_s is None else hg_s / torch_s,
+           "loop speedup": loop_s / hg_s,
+           "err jax": errors["jax"], "err torch": errors.get("torch"), "err loop": errors["loop"]}
+    return row, notes
+
+
+def gradient(settings: Settings, torch_ok: bool) -> Section:
+    """One loss-and-gradient call: handgrad vs jit-compiled JAX vs PyTorch vs the per-record loop."""
+    rows, notes, targets = [], [], []
+    for size in settings.sizes:
+        for trunc in settings.truncations:
+            row, row_notes = _gradient_row(settings, size, trunc, torch_ok)
+            rows.append(row)
+            notes += row_notes
+            if size.name in settings.target_sizes:
+                targets.append(Target(f"handgrad/jax, {size.name}, {row['truncation']}",
+                                      row["hg/jax"], "<=", 1.0))
+    if not torch_ok:
+        notes.append("torch is not installed: its column is skipped")
+    notes.append("err *: max normwise relative error of that implementation's gradients against "
+                 "handgrad's (the same work is being timed)")
+    notes.append(f"medians of {settings.repeats} interleaved samples ({settings.loop_repeats} for "
+                 f"the loop) after {settings.warmup} warm-up calls")
+    cols = ["size", "B,T,D,H", "truncation", "handgrad ms", "jax ms", "torch ms", "loop ms",
+            "hg/jax", "hg/torch", "loop speedup", "err jax", "err torch", "err loop"]
+    return Section("one gradient", cols, rows, targets, notes)
+
+
+# --- the machine's matmul rate ------------------------------------------------------------------
+
+def rnn_flops(size: problems.Size) -> dict:
+    """Matmul flops of one full-BPTT loss-and-gradient (forward + backward), by product shape.
+
+    step: the 2T sequential (B, H) @ (H, H) products (forward recurrence, backward carry);
+    rest: the whole-sequence products (U x for all t, dW, dU, outputs, dV, dL/dh through V).
+    """
+    B, T, D, H, O = size.B, size.T, size.D, size.H, size.O
+    S = T if size.spec.output == "all" else 1
+    step = 2 * T * (2 * B * H * H)
+    rest = 2 * T * B * H * H + 2 * (2 * T * B * D * H) + 3 * (2 * S * B * H * O)
+    return {"step": step, "rest": rest, "total": step + rest}
+
+
+def matmul(settings: Settings) -> Section:
+    """The float64 matmul rate at the RNN's own shapes, and the fraction handgrad reaches."""
+    size = settings.large
+    B, T, H = size.B, size.T, size.H
+    p = problems.make_problem(size, settings.seed)
+    spec = replace(size.spec, truncation=None)
+    n = 256 if settings.quick else 1024
+    square = f"square ({n})^3"
+    fns = {"handgrad": lambda: hg.loss_and_grads(p.params, p.xs, p.ys, spec),
+           "step (B,H)@(H,H)": matmul_call(B, H, H, settings.seed),
+           "time sum (H,TB)@(TB,H)": matmul_call(H, T * B, H, settings.seed),
+           square: matmul_call(n, n, n, settings.seed)}
+    t = interleaved(fns, {k: settings.repeats for k in fns}, settings.warmup)
+    flops = rnn_flops(size)
+    mm_flops = {"step (B,H)@(H,H)": 2 * B * H * H, "time sum (H,TB)@(TB,H)": 2 * H * T * B * H,
+                square: 2 * n ** 3}
+    rates = {k: mm_flops[k] / t[k].median for k in mm_flops}
+    # the rate of the RNN's own product mix: its step products at the step rate, the rest at
+    # the (faster) whole-sequence rate; a matmul-only lower bound on the gradient's time
+    mix_time = (flops["step"] / rates["step (B,H)@(H,H)"]
+                + flops["rest"] / rates["time sum (H,TB)@(TB,H)"])
+    mix_rate = flops["total"] / mix_time
+    hg_rate = flops["total"] / t["handgrad"].median
+    rows = [{"what": k, "GFLOP": mm_flops[k] / 1e9, "ms": _ms(t[k].median),
+             "GFLOP/s": rates[k] / 1e9} for k in mm_flops]
+    rows.append({"what": "RNN product mix (matmul-only bound)", "GFLOP": flops["total"] / 1e9,
+                 "ms": _ms(mix_time), "GFLOP/s": mix_rate / 1e9})
+    rows.append({"what": f"handgrad full BPTT, {size.name}", "GFLOP": flops["total"] / 1e9,
+                 "ms": _ms(t["handgrad"].median), "GFLOP/s": hg_rate / 1e9,
+                 "handgrad fraction": hg_rate / mix_rate})
+    for k in ("step (B,H)@(H,H)", square):
+        rows[list(mm_flops).index(k)]["handgrad fraction"] = hg_rate / rates[k]
+    notes = [f"{size.name}: B={B}, T={T}, D={size.D}, H={H}, O={size.O}, {spec.activation}, "
+             f"output={spec.output}; flops count only the matmuls of forward + backward",
+             "handgrad fraction = handgrad's flop rate / the rate in that row; the target uses "
+             "the RNN product mix"]
+    target = Target(f"handgrad fraction of matmul rate, {size.name}", hg_rate / mix_rate, ">=", 0.8)
+    return Section("matmul rate", ["what", "GFLOP", "ms", "GFLOP/s", "handgrad fraction"], rows,
+                   [target], notes)
+
+
+# --- the tutorial's training --------------------------------------------------------------------
+
+class TrainResult(NamedTuple):
+    params: hg.Params
+    train_loss: float   # the last epoch's losses, as the tutorial prints them
+    val_loss: float
+    val_rmse: float
+
+
+def _sgd_step(params: hg.Params, grads: hg.Params, lr: float, clip: float) -> hg.Params:
+    """The tutorial's update: every gradient element clipped to [-clip, clip], then plain SGD."""
+    return hg.Params(*(None if w is None else w - lr * np.clip(g, -clip, clip)
+                       for w, g in zip(params, grads)))
+
+
+def train_handgrad(params, data, spec, epochs, windows, lr, clip) -> TrainResult:
+    """The tutorial's loop on handgrad: one window per step; losses on train and val per epoch."""
+    xs, ys, xs_val, ys_val = data
+    for _ in range(epochs):
+        for i in range(windows):
+            _, grads = hg.loss_and_grads(params, xs[i:i + 1], ys[i:i + 1], spec)
+            params = _sgd_step(params, grads, lr, clip)
+        train_pred, _ = hg.predict(params, xs[:windows], spec)
+        val_pred, _ = hg.predict(params, xs_val, spec)
+    return _result(params, train_pred, ys[:windows], val_pred, ys_val)
+
+
+def _result(params, train_pred, ys, val_pred, ys_val) -> TrainResult:
+    return TrainResult(params, 0.5 * float(np.sum((train_pred - ys) ** 2)),
+                       0.5 * float(np.sum((val_pred - ys_val) ** 2)),
+                       float(np.sqrt(np.mean((val_pred - ys_val) ** 2))))
+
+
+def train_loop(params, data, spec, epochs, windows, lr, clip) -> TrainResult:
+    """The same training with the per-record loop for gradients and predictions."""
+    xs, ys, xs_val, ys_val = data
+    for _ in range(epochs):
+        for i in range(windows):
+            _, grads = loop_model.loss_and_grads(params, xs[i:i + 1], ys[i:i + 1], spec)
+            params = _sgd_step(params, grads, lr, clip)
+        train_pred = loop_model.predict_last(params, xs[:windows], spec.activation)
+        val_pred = loop_model.predict_last(params, xs_val, spec.activation)
+    return _result(params, train_pred, ys[:windows], val_pred, ys_val)
+
+
+def training(settings: Settings) -> Section:
+    """The tutorial's SGD training, handgrad vs the tutorial-style loop, on the same data."""
+    spec = hg.Spec.tutorial()
+    data = problems.tutorial_data()
+    T = data[0].shape[1]
+    params0 = hg.init_params(spec, T, 100, 1, seed=settings.seed)
+    args = (data, spec, settings.train_epochs, settings.train_windows, settings.train_lr,
+            settings.train_clip)
+    fns = {"handgrad": lambda: train_handgrad(params0, *args),
+           "loop": lambda: train_loop(params0, *args)}
+    results = {k: f() for k, f in fns.items()}          # also the warm-up
+    t = interleaved(fns, {k: settings.train_repeats for k in fns}, warmup=0)
+    speedup = t["loop"].median / t["handgrad"].median
+    row = {"epochs": settings.train_epochs, "windows": settings.train_windows,
+           "truncation": _label(spec.truncation), "handgrad s": t["handgrad"].median,
+           "loop s": t["loop"].median, "speedup": speedup,
+           "val rmse handgrad": results["handgrad"].val_rmse,
+           "val rmse loop": results["loop"].val_rmse,
+           "params rel err": _max_rel_error(results["loop"].params, results["handgrad"].params)}
+    notes = ["a minimal loop calling hg.loss_and_grads (handgrad.train not used): per window "
+             "loss_and_grads, clip to [-10, 10], SGD; per epoch the train and val losses "
+             "(hg.predict), as the tutorial prints them; init 'normal' (the tutorial's "
+             "uniform(0, 1) saturates every unit)",
+             f"medians of {settings.train_repeats} interleaved runs"]
+    target = Target("training speedup over the tutorial-style loop", speedup, ">=", 20.0)
+    return Section("tutorial training", list(row), [row], [target], notes)
+
+
+# --- truncation sweep, oracle, test suite -------------------------------------------------------
+
+def sweep(settings: Settings) -> Section:
+    """hg.truncation_sweep over every k vs one full gradient (many-to-one)."""
+    if not hasattr(hg, "truncation_sweep"):
+        return skipped("truncation sweep", "hg.truncation_sweep is not available yet")
+    rows, targets = [], []
+    for size in settings.sweep_sizes:
+        p = problems.make_problem(size, settings.seed)
+        spec = replace(size.spec, truncation=None)
+        fns = {"sweep": lambda: hg.truncation_sweep(p.params, p.xs, p.ys, spec),
+               "full": lambda: hg.loss_and_grads(p.params, p.xs, p.ys, spec)}
+        t = interleaved(fns, {k: settings.repeats for k in fns}, settings.warmup)
+        ratio = t["sweep"].median / t["full"].median
+        rows.append({"size": size.name, "B,T,D,H": f"{size.B},{size.T},{size.D},{size.H}",
+                     "ks": size.T, "sweep ms": _ms(t["sweep"].median),
+                     "full ms": _ms(t["full"].median), "sweep/full": ratio})
+        targets.append(Target(f"sweep/full gradient, {size.name}", ratio, "<=", 1.5))
+    return Section("truncation sweep", list(rows[0]), rows, targets,
+                   ["the sweep computes Window(k) for k = 0..T-1 (default ks)"])
+
+
+def oracle(settings: Settings) -> Section:
+    """hg.check cases per second, handgrad's own gradient as the candidate."""
+    if not hasattr(hg, "check"):
+        return skipped("oracle", "hg.check is not available yet")
+    rows = []
+    for name, spec in (("tutorial", hg.Spec.tutorial()), ("default", hg.Spec())):
+        def candidate(params, xs, ys, h0, spec=spec):
+            return hg.loss_and_grads(params, xs, ys, spec, h0=h0)
+        hg.check(candidate, spec, max_examples=2)                       # warm-up (imports)
+        start = time.perf_counter()
+        hg.check(candidate, spec, max_examples=settings.check_examples)
+        seconds = time.perf_counter() - start
+        rows.append({"spec": name, "examples": settings.check_examples, "s": seconds,
+                     "cases/s": settings.check_examples / seconds})
+    return Section("oracle", list(rows[0]), rows, [], ["one hg.check call per spec, timed once"])
+
+
+def test_suite(settings: Settings) -> Section:
+    """Wall time of `pytest -n 2` per Hypothesis profile (slow: only with --tests)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    rows = []
+    for profile in settings.test_profiles:
+        env = dict(os.environ, HANDGRAD_PROFILE=profile)
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-n", "2",
+                                   "-p", "no:cacheprovider"], cwd=root, env=env,
+                                  capture_output=True, text=True, timeout=settings.test_timeout)
+            outcome = (proc.stdout.strip().splitlines() or ["?"])[-1]
+        except subprocess.TimeoutExpired:
+            outcome = f"timed out after {settings.test_timeout:g} s"
+        rows.append({"profile": profile, "wall s": time.perf_counter() - start,
+                     "outcome": outcome})
+    return Section("test suite", ["profile", "wall s", "outcome"], rows, [],
+                   ["python -m pytest -q -n 2, one run per HANDGRAD_PROFILE"])
+
+
+# --- memory -------------------------------------------------------------------------------------
+
+def memory(settings: Settings) -> Section:
+    """Peak traced memory of one gradient vs the hidden states it must keep, (T+1) B H floats."""
+    size = settings.large
+    p = problems.make_problem(size, settings.seed)
+    states = (size.T + 1) * size.B * size.H * 8
+    rows, targets = [], []
+    for trunc in settings.truncations:
+        spec = replace(size.spec, truncation=trunc)
+        hg.loss_and_grads(p.params, p.xs, p.ys, spec)                  # warm-up
+        peak = peak_memory(lambda: hg.loss_and_grads(p.params, p.xs, p.ys, spec))
+        rows.append({"size": size.name, "truncation": _label(trunc), "peak MB": peak / 1e6,
+                     "states MB": states / 1e6, "peak/states": peak / states})
+        targets.append(Target(f"memory peak/states, {size.name}, {_label(trunc)}",
+                              peak / states, "<=", 1.5))
+    return Section("memory", list(rows[0]), rows, targets,
+                   ["tracemalloc peak during one hg.loss_and_grads (inputs and parameters "
+                    "excluded, returned gradients included)"])

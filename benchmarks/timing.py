@@ -1,0 +1,88 @@
+"""Timing and memory measurement: medians of interleaved repeats after warm-up.
+
+The machine is shared and noisy, so implementations that are compared are timed in interleaved
+rounds (A, B, C, A, B, C, ...): a burst of load from elsewhere hits all of them alike, and the
+ratio of their medians stays meaningful even when the absolute times do not.
+"""
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+import tracemalloc
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+
+class Timing(NamedTuple):
+    median: float   # seconds per call, median over the repeats
+    best: float     # fastest repeat, seconds
+    repeats: int    # how many timed calls the median is over
+
+
+MIN_SAMPLE_SECONDS = 2e-3   # calls shorter than this are batched so one sample lasts this long
+
+
+def _time_calls(fn: Callable[[], object], inner: int) -> float:
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    return (time.perf_counter() - start) / inner
+
+
+def interleaved(fns: dict, repeats: dict, warmup: int = 1) -> dict:
+    """Time each `fns[name]()` `repeats[name]` times, in interleaved rounds, after `warmup` calls.
+
+    fns: name -> zero-argument callable; repeats: name -> number of timed samples (>= 1).
+    A call shorter than MIN_SAMPLE_SECONDS (judged on the last warm-up call) is repeated within
+    one sample, and the sample is the mean over those calls.
+    Returns name -> Timing. The garbage collector is off while timing (as `timeit` does).
+    """
+    inner = {}
+    for name, fn in fns.items():
+        t = 0.0
+        for _ in range(warmup):
+            t = _time_calls(fn, 1)
+        inner[name] = max(1, math.ceil(MIN_SAMPLE_SECONDS / t)) if t > 0 else 1
+    samples = {name: [] for name in fns}
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for round_ in range(max(repeats.values())):
+            for name, fn in fns.items():
+                if round_ < repeats[name]:
+                    samples[name].append(_time_calls(fn, inner[name]))
+    finally:
+        if was_enabled:
+            gc.enable()
+    return {name: Timing(statistics.median(s), min(s), len(s)) for name, s in samples.items()}
+
+
+def matmul_call(m: int, k: int, n: int, seed: int = 0) -> Callable[[], object]:
+    """A call computing one float64 product (m, k) @ (k, n) into a preallocated output:
+    2 m k n flops."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    out = np.empty((m, n))
+    return lambda: np.matmul(a, b, out=out)
+
+
+def peak_memory(fn: Callable[[], object]) -> int:
+    """Peak bytes traced by tracemalloc during one call of `fn` (numpy reports its buffers).
+
+    Arrays that exist before the call (inputs, parameters) are not counted; the result of the
+    call is (it is alive at the peak).
+    """
+    gc.collect()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base, _ = tracemalloc.get_traced_memory()
+        result = fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - base

@@ -1,0 +1,43 @@
+"""Smoke test: `python benchmarks/run.py --quick` runs, prints the table and writes its JSON."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from handgrad import TOLERANCES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "benchmarks", "run.py")
+
+pytest.importorskip("jax")
+
+
+def test_quick_run_prints_table_and_writes_json(tmp_path):
+    out = tmp_path / "bench.json"
+    proc = subprocess.run([sys.executable, SCRIPT, "--quick", "--no-torch",
+                           "--only", "gradient,matmul,training,memory", "--out", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "## targets" in proc.stdout and "hg/jax" in proc.stdout
+    data = json.loads(out.read_text())
+    assert set(data["sections"]) == {"one gradient", "matmul rate", "tutorial training", "memory"}
+    assert data["machine"]["cores"] >= 1
+    rows = data["sections"]["one gradient"]["rows"]
+    assert [r["truncation"] for r in rows] == ["full", "Window(5)"]
+    # every implementation computed the same gradient as handgrad (same work is timed)
+    for row in rows:
+        for key in ("err jax", "err loop"):
+            assert row[key] <= TOLERANCES["jax"], (key, row)
+    names = [t["name"] for t in data["targets"]]
+    assert any(n.startswith("handgrad/jax") for n in names)
+    assert all(t["met"] in (True, False) for t in data["targets"])
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".bench-")]   # atomic write
+
+
+def test_unknown_section_is_a_usage_error():
+    proc = subprocess.run([sys.executable, SCRIPT, "--only", "nonsense"],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2
+    assert "sections must be" in proc.stderr
