@@ -129,7 +129,8 @@ def _write(path, arrays: dict, spec) -> Path:
     else:
         doc = {} if spec is None else {"spec": spec}
         doc.update({k: np.asarray(v).tolist() for k, v in arrays.items()})
-        data = (json.dumps(doc, indent=1) + "\n").encode()
+        body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
+        data = ("{\n" + body + "\n}\n").encode()        # one line per name
     atomic_write_bytes(path, data)
     return path
 

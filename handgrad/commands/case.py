@@ -1,10 +1,78 @@
-"""`handgrad case` (placeholder: being written)."""
-HELP = "case (not written yet)"
+"""`handgrad case`: write a case file (inputs and reference answers) for any implementation.
+
+With no option but --out, a small case of the tutorial's spec (sigmoid, no bias, many-to-one,
+1/2 squared error, Window(5)) with B=2, T=8, D=3, H=4, O=1. The format follows the suffix
+(.npz or .json); see docs/oracle.md.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+HELP = "write a case file (.npz or .json): spec, params, inputs, targets, h0, reference loss and gradients"
 
 
 def add_arguments(parser):
-    pass
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="where to write the case (.npz or .json)")
+    g = parser.add_argument_group("spec (default: the tutorial's)")
+    g.add_argument("--activation", choices=("sigmoid", "tanh"))
+    g.add_argument("--bias", action=_BoolAction, nargs=0, help="with biases b, c (--no-bias: without)")
+    g.add_argument("--no-bias", dest="bias", action=_BoolAction, nargs=0, help=_suppress())
+    g.add_argument("--output", choices=("last", "all"))
+    g.add_argument("--loss", choices=("half_squared", "squared", "cross_entropy"))
+    g.add_argument("--reduction", choices=("sum", "mean"))
+    g.add_argument("--truncation", metavar="T",
+                   help="full | window:K | chunks:K | tbptt:K1,K2")
+    s = parser.add_argument_group("shapes and values")
+    for letter, default, what in (("B", 2, "batch"), ("T", 8, "time steps"), ("D", 3, "inputs"),
+                                  ("H", 4, "hidden units"), ("O", 1, "outputs")):
+        s.add_argument(f"-{letter}", type=int, default=default, help=f"{what} (default {default})")
+    s.add_argument("--scale", default="moderate",
+                   choices=("small", "moderate", "saturating", "tutorial"),
+                   help="weight scale (default moderate)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    s.add_argument("--no-h0", action="store_true", help="start from h0 = 0 (no h0 in the file)")
 
 
-def run(args):
-    raise NotImplementedError("handgrad case is not written yet")
+class _BoolAction:
+    """--bias / --no-bias without argparse.BooleanOptionalAction's default display."""
+
+    def __new__(cls, option_strings, dest, nargs=0, **kwargs):
+        import argparse
+
+        class Action(argparse.Action):
+            def __call__(self, parser, namespace, values, option_string=None):
+                setattr(namespace, self.dest, not option_string.startswith("--no-"))
+        return Action(option_strings, dest, nargs=0, **{k: v for k, v in kwargs.items()
+                                                          if k != "nargs"})
+
+
+def _suppress():
+    import argparse
+    return argparse.SUPPRESS
+
+
+def run(args) -> int:
+    from ..casefile import case_from_arrays, write_case
+    from ..spec import Spec, parse_truncation
+    from ..strategies import make_case
+
+    spec = Spec.tutorial()
+    changes = {k: getattr(args, k) for k in ("activation", "bias", "output", "loss", "reduction")
+               if getattr(args, k) is not None}
+    if args.truncation is not None:
+        changes["truncation"] = parse_truncation(args.truncation)
+    spec = dataclasses.replace(spec, **changes)
+    for letter in "BTDHO":
+        value = getattr(args, letter)
+        if value < 1:
+            raise ValueError(f"-{letter} must be a positive integer, got {value}")
+    if spec.loss == "cross_entropy" and args.O < 2:
+        raise ValueError(f"-O must be at least 2 for cross_entropy (class ids in [0, O)), got {args.O}")
+    drawn = make_case(spec, args.B, args.T, args.D, args.H, args.O, scale=args.scale,
+                      seed=args.seed, with_h0=not args.no_h0)
+    case = case_from_arrays(spec, drawn.params, drawn.xs, drawn.ys, drawn.h0)
+    path = write_case(args.out, case)
+    print(f"wrote {path}: {args.B=}, {args.T=}, {args.D=}, {args.H=}, {args.O=}; "
+          f"loss {case.loss:.10g}".replace("args.", ""))
+    return 0

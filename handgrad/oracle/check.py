@@ -43,13 +43,15 @@ def _check_count(name, value, lowest=1):
 def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None,
           seed: Optional[int] = None, *, max_B: int = 3, max_T: Optional[int] = None,
           max_D: int = 3, max_H: int = 4, max_O: int = 3, scales=None,
-          h0=None, save_dir=DEFAULT_SAVE_DIR, database=None) -> CheckReport:
+          h0=None, strategy=None, save_dir=DEFAULT_SAVE_DIR, database=None) -> CheckReport:
     """Check `candidate(params, xs, ys, h0) -> (loss, grads)` against the hand BPTT of `spec`.
 
     Draws up to `max_examples` cases with B <= max_B, T <= max_T (default: past the spec's
     truncation), D <= max_D, H <= max_H, O <= max_O and weight scales from `scales` (names in
     `handgrad.strategies.WEIGHT_SCALES`); `h0`: None draws cases with and without an initial
-    state, False only h0=None (for implementations that always start from zeros). Tolerance: `rtol`, or by the dtype of the candidate's
+    state, False only h0=None (for implementations that always start from zeros); `strategy`:
+    your own Hypothesis strategy of `handgrad.strategies.Case`s instead (the size options are
+    then ignored), e.g. `cases(spec, max_T=12).filter(lambda c: c.xs.shape[1] % 3 == 0)`. Tolerance: `rtol`, or by the dtype of the candidate's
     gradients (`TOLERANCES["float64"]` / `["float32"]`).
 
     Returns a `CheckReport` when every case passes. Raises `GradientMismatch` (an AssertionError)
@@ -89,8 +91,9 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
     conf = settings(max_examples=max_examples, derandomize=derandomize, database=db,
                     deadline=None, verbosity=Verbosity.quiet, print_blob=False,
                     suppress_health_check=list(HealthCheck))
-    strategy = cases(spec=spec, max_B=max_B, max_T=max_T, max_D=max_D, max_H=max_H,
-                     max_O=max_O, scales=scales, h0=h0)
+    if strategy is None:
+        strategy = cases(spec=spec, max_B=max_B, max_T=max_T, max_D=max_D, max_H=max_H,
+                         max_O=max_O, scales=scales, h0=h0)
     stats = {"examples": 0, "errors": {}, "dtypes": set(), "floored": 0}
 
     def fails(case) -> bool:
