@@ -51,7 +51,8 @@ def run(args):
         raise ValueError(f"MODEL {args.model!r} is not a file")
     model = load_model(args.model)
     start = len(model.series.values) if args.start == "end" else args.start
-    fc = forecast(model, args.steps, start)
+    with np.errstate(over="ignore", invalid="ignore"):     # a diverged model prints inf
+        fc = forecast(model, args.steps, start)
     names = [model.series.columns[j] for j in model.target_cols]
     print(f"forecast of {', '.join(names)} from row {fc.rows[0]}, {len(fc.rows)} steps, each "
           f"fed back as input (window of {model.window} rows before row {fc.rows[0]} given)")
@@ -64,7 +65,8 @@ def run(args):
     known = ~np.isnan(fc.truth[:, 0])
     if known.any():
         err = fc.values[known] - fc.truth[known]
-        rmse = float(np.sqrt(np.mean(err ** 2)))
+        with np.errstate(over="ignore"):
+            rmse = float(np.sqrt(np.mean(err ** 2)))
         first = [int(k) for k in (1, 5, 10, 20) if k <= known.sum()]
         by = ", ".join(f"{k} ahead {abs(err[k - 1, 0]):.3g}" for k in first)
         print(f"RMSE against the truth over {int(known.sum())} known step(s): {rmse:.4g} "

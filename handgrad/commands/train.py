@@ -257,8 +257,9 @@ def run(args):
     if result.diverged is not None:
         d = result.diverged
         sys.stderr.write(f"handgrad train: training diverged at epoch {d.epoch}, update {d.step}: "
-                         f"{d.reason}. Stopped; the saved model is the last good one (after "
-                         f"{result.updates} updates). Try a smaller --lr or --clip.\n")
+                         f"{d.reason}. Stopped; the saved model is the last good one, from the end of "
+                         f"epoch {result.epochs_done} (0 = initialisation). Try a smaller --lr or "
+                         "--clip.\n")
         return 1
     return 0
 
@@ -282,5 +283,5 @@ def _report(result, data, baseline):
               "about e^-|a|, and these pre-activations are large.")
         print("with only V learning, the best the model can do is a constant: val RMSE about "
               "the data's standard deviation. Use the default --init normal to learn.")
-    else:
+    elif not result.saturation_final.saturated:
         print(f"saturation: {result.saturation_final.describe()}.")

@@ -86,6 +86,8 @@ def load_csv(path: str, columns=None) -> Series:
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise ValueError(f"cannot read the CSV file {path!r}: {exc.strerror}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not a UTF-8 text CSV file") from None
     except csv.Error as exc:
@@ -158,8 +160,8 @@ def check_columns(series: Series, rows: int) -> None:
     part = series.values[:rows]
     for j, name in enumerate(series.columns):
         if np.all(part[:, j] == part[0, j]):
-            raise ValueError(f"column {name!r} is constant ({part[0, j]:g}) over the training "
-                             f"rows 1..{rows}: nothing to learn from or to scale")
+            raise ValueError(f"column {name!r} is constant ({part[0, j]:g}) over the first {rows} "
+                             "rows (the training part): nothing to learn from or to scale")
 
 
 def make_windows(scaled, window: int, inputs: str, target_cols, first: int, count: int) -> Windows:

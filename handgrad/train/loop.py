@@ -87,14 +87,14 @@ class Divergence(NamedTuple):
 
 
 class TrainResult(NamedTuple):
-    params: Params                     # the last good parameters
+    params: Params                     # at the end of the last epoch with finite losses
     spec: Spec
     history: list                      # EpochStats, epoch 0 = initialisation
     train: Evaluation
     val: Evaluation
     seconds: float
-    updates: int
-    epochs_done: int
+    updates: int                       # updates made (including any after the last good epoch)
+    epochs_done: int                   # epochs completed with finite losses
     diverged: Optional[Divergence]
     saturation_init: Saturation
     saturation_final: Saturation
@@ -103,13 +103,13 @@ class TrainResult(NamedTuple):
 
 def evaluate(params: Params, spec: Spec, windows: Windows, data: Dataset) -> Evaluation:
     """Loss per window and RMSE in data units of `params` on `windows`."""
-    os_, _ = predict(params, windows.xs, spec)
-    err = os_ - windows.ys
-    loss = 0.5 * float(np.sum(err * err)) / len(err)
-    cols = data.target_cols
-    preds = data.scaler.inverse(os_, cols)
-    truth = data.scaler.inverse(windows.ys, cols)
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):   # a diverged model: inf, reported
+        os_, _ = predict(params, windows.xs, spec)
+        err = os_ - windows.ys
+        loss = 0.5 * float(np.sum(err * err)) / len(err)
+        cols = data.target_cols
+        preds = data.scaler.inverse(os_, cols)
+        truth = data.scaler.inverse(windows.ys, cols)
         rmse = float(np.sqrt(np.mean((preds - truth) ** 2)))
     return Evaluation(loss, rmse, preds, truth)
 
@@ -133,12 +133,14 @@ def train(data: Dataset, config: TrainConfig, progress: bool = True) -> TrainRes
     history = [EpochStats(0, evaluate(params, spec, data.train, data).loss,
                           evaluate(params, spec, data.val, data).loss)]
     first_grad_max, diverged, updates, epochs_done = {}, None, 0, 0
+    good = params                          # the last parameters with finite losses (epoch end)
     bar = _progress(config.epochs, progress)
     for epoch in range(1, config.epochs + 1):
         order = rng.permutation(n) if config.shuffle else np.arange(n)
         for step, lo in enumerate(range(0, n, config.batch_size), start=1):
             idx = order[lo:lo + config.batch_size]
-            loss, grads = loss_and_grads(params, xs[idx], ys[idx], spec)
+            with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
+                loss, grads = loss_and_grads(params, xs[idx], ys[idx], spec)
             if not first_grad_max:
                 first_grad_max = {k: float(np.max(np.abs(g))) for k, g in grads.arrays().items()}
             if not math.isfinite(loss):
@@ -155,15 +157,17 @@ def train(data: Dataset, config: TrainConfig, progress: bool = True) -> TrainRes
             break
         tr, va = evaluate(params, spec, data.train, data), evaluate(params, spec, data.val, data)
         if not (math.isfinite(tr.loss) and math.isfinite(va.loss)):
-            diverged = Divergence(epoch, n, f"the loss became {tr.loss if not math.isfinite(tr.loss) else va.loss}")
+            bad = tr.loss if not math.isfinite(tr.loss) else va.loss
+            diverged = Divergence(epoch, step, f"the loss at the end of the epoch became {bad}")
             break
         history.append(EpochStats(epoch, tr.loss, va.loss))
-        epochs_done = epoch
+        good, epochs_done = params, epoch
         if bar is not None:
             bar.set_postfix(train=f"{tr.loss:.3g}", val=f"{va.loss:.3g}", refresh=False)
             bar.update(1)
     if bar is not None:
         bar.close()
+    params = good                          # after a divergence: the end of the last good epoch
     train_eval = evaluate(params, spec, data.train, data)
     val_eval = evaluate(params, spec, data.val, data)
     return TrainResult(params, spec, history, train_eval, val_eval, time.perf_counter() - start,
