@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad.research import truncation_sweep
-from handgrad.strategies import cases, specs
+from handgrad.strategies import cases, make_case, specs
 
 TOL = hg.TOLERANCES["jax"]
 
@@ -69,7 +69,7 @@ def test_sweep_curves_are_the_project_metrics(case):
 @given(st.sampled_from(["last", "all"]), st.lists(st.integers(0, 12), min_size=1, max_size=5))
 def test_sweep_subset_of_ks_keeps_order_and_large_k_is_full(output, ks):
     spec = hg.Spec(activation="sigmoid", output=output)
-    case = hg.strategies.make_case(spec, 2, 5, 2, 3, 2, seed=3)
+    case = make_case(spec, 2, 5, 2, 3, 2, seed=3)
     every = truncation_sweep(case.params, case.xs, case.ys, spec, h0=case.h0)
     some = truncation_sweep(case.params, case.xs, case.ys, spec, ks=ks, h0=case.h0)
     assert list(some.ks) == ks
@@ -81,7 +81,7 @@ def test_sweep_subset_of_ks_keeps_order_and_large_k_is_full(output, ks):
 
 def test_sweep_ignores_spec_truncation_and_can_drop_grads():
     spec = hg.Spec(output="last", truncation=hg.Chunks(2))
-    case = hg.strategies.make_case(spec, 2, 6, 2, 3, 1, seed=0)
+    case = make_case(spec, 2, 6, 2, 3, 1, seed=0)
     a = truncation_sweep(case.params, case.xs, case.ys, spec, keep_grads=False)
     b = truncation_sweep(case.params, case.xs, case.ys, _with(spec, None))
     assert a.grads is None and a.dh0 is None
@@ -92,13 +92,13 @@ def test_sweep_ignores_spec_truncation_and_can_drop_grads():
                                       ([[1, 2]], "1-D")])
 def test_sweep_rejects_bad_ks(ks, word):
     spec = hg.Spec()
-    case = hg.strategies.make_case(spec, 1, 4, 1, 2, 1)
+    case = make_case(spec, 1, 4, 1, 2, 1)
     with pytest.raises(ValueError, match="ks"):
         truncation_sweep(case.params, case.xs, case.ys, spec, ks=ks)
 
 
 def test_sweep_rejects_bad_inputs_like_loss_and_grads():
     spec = hg.Spec()
-    case = hg.strategies.make_case(spec, 1, 4, 1, 2, 1)
+    case = make_case(spec, 1, 4, 1, 2, 1)
     with pytest.raises(ValueError, match="xs"):
         truncation_sweep(case.params, case.xs[0], case.ys, spec)
