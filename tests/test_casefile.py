@@ -259,36 +259,48 @@ def _cli(*args, cwd):
                           capture_output=True, text=True, timeout=60)
 
 
-def test_case_and_compare_commands(tmp_path):
-    made = _cli("case", "--out", "c.json", cwd=tmp_path)
-    assert made.returncode == 0, made.stderr
+def _main(capsys, *args):
+    from handgrad.cli import main
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_case_and_compare_commands(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = _main(capsys, "case", "--out", "c.json")
+    assert code == 0 and out.startswith("wrote c.json")
     case = read_case(tmp_path / "c.json")
     assert case.spec == hg.Spec.tutorial() and case.xs.shape == (2, 8, 3)
     write_candidate(tmp_path / "good.npz", case.loss, case.grads)
     bad = case.grads._replace(U=case.grads.U + 1e-3)
     write_candidate(tmp_path / "bad.json", None, bad, case.dh0)
+    code, out, _ = _main(capsys, "compare", "c.json", "good.npz")
+    assert code == 0 and out.startswith("match"), out
+    code, out, _ = _main(capsys, "compare", "c.json", "bad.json")
+    assert code == 1
+    assert "gradient mismatch in d loss/d U" in out and "worst element U[" in out
+    # a bad file, in a real process: exit 2, one line on stderr, no traceback
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really")
-    ok = _cli("compare", "c.json", "good.npz", cwd=tmp_path)
-    assert ok.returncode == 0 and ok.stdout.startswith("match"), ok.stdout + ok.stderr
-    wrong = _cli("compare", "c.json", "bad.json", cwd=tmp_path)
-    assert wrong.returncode == 1
-    assert "gradient mismatch in d loss/d U" in wrong.stdout and "worst element U[" in wrong.stdout
     junk = _cli("compare", "c.json", "junk.npz", cwd=tmp_path)
     assert junk.returncode == 2 and junk.stdout == ""
     assert len(junk.stderr.strip().splitlines()) == 1 and "Traceback" not in junk.stderr
     assert "junk.npz" in junk.stderr
 
 
-def test_case_command_options(tmp_path):
-    made = _cli("case", "--out", "c.npz", "--activation", "tanh", "--bias", "--output", "all",
-                "--loss", "cross_entropy", "--truncation", "chunks:2", "-T", "5", "-O", "3",
-                "--seed", "7", "--no-h0", cwd=tmp_path)
-    assert made.returncode == 0, made.stderr
+def test_case_command_options(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _main(capsys, "case", "--out", "c.npz", "--activation", "tanh", "--bias",
+                         "--output", "all", "--loss", "cross_entropy", "--truncation", "chunks:2",
+                         "-T", "5", "-O", "3", "--seed", "7", "--no-h0")
+    assert code == 0, err
     case = read_case(tmp_path / "c.npz")
     assert case.spec == hg.Spec(activation="tanh", bias=True, output="all", loss="cross_entropy",
                                 truncation=hg.Chunks(2))
     assert case.h0 is None and case.ys.shape == (2, 5)
-    for bad in (["--truncation", "window:x"], ["-T", "0"], ["--out", "c.txt"]):
-        args = ["case", "--out", "d.npz", *bad] if bad[0] != "--out" else ["case", *bad]
-        res = _cli(*args, cwd=tmp_path)
-        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    for bad in (["--truncation", "window:x"], ["-T", "0"], ["-O", "1", "--loss", "cross_entropy"]):
+        code, _, err = _main(capsys, "case", "--out", "d.npz", *bad)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    res = _cli("case", "--out", "c.txt", cwd=tmp_path)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "must end in .npz or .json" in res.stderr and not (tmp_path / "d.npz").exists()

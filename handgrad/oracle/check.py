@@ -59,7 +59,7 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
     `save_dir` (None: do not save) for `hg.replay`. A candidate that raises or returns something
     unusable gets a `CandidateError` (a GradientMismatch).
     """
-    from hypothesis import HealthCheck, Verbosity, find, settings
+    from hypothesis import HealthCheck, Phase, Verbosity, find, settings
     from hypothesis.errors import NoSuchExample
 
     from ..strategies import WEIGHT_SCALES, cases
@@ -90,6 +90,7 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
     derandomize = seed is None and db is None
     conf = settings(max_examples=max_examples, derandomize=derandomize, database=db,
                     deadline=None, verbosity=Verbosity.quiet, print_blob=False,
+                    phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
                     suppress_health_check=list(HealthCheck))
     if strategy is None:
         strategy = cases(spec=spec, max_B=max_B, max_T=max_T, max_D=max_D, max_H=max_H,

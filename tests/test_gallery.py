@@ -1,0 +1,118 @@
+"""Proof of teeth: every gallery mistake is caught and shrunk to a minimal case, every correct
+style passes, and identify names the truncation of each truncated style."""
+import numpy as np
+import pytest
+
+import handgrad as hg
+from handgrad.gallery import MISTAKES, chunked_rnn, column_rnn, rnn, tutorial_rnn
+from handgrad.oracle import GradientMismatch, check, identify
+from handgrad.strategies import cases
+
+FULL = hg.Spec()                                        # tanh, bias, many-to-many, full BPTT
+ONES = {"B": 1, "T": 1, "D": 1, "H": 1, "O": 1}
+
+# mistake -> (spec, the gradient reported first, the minimal sizes and why)
+CAUGHT = {
+    "act_of_preactivation": (FULL, "U", ONES),                         # wrong at any size
+    "dropped_carry": (FULL, "U", {**ONES, "T": 2}),                    # needs a carry
+    "dW_paired_with_h_t": (FULL, "W", ONES),                           # h_1 != h_0 at T=1
+    "W_not_transposed": (FULL, "h0", {**ONES, "H": 2}),                # W == W^T when H=1
+    "window_off_by_one": (hg.Spec(truncation=hg.Window(2)), "U", {**ONES, "T": 3}),  # k+1 steps
+    "mean_vs_sum": (hg.Spec(reduction="mean"), "U", None),             # needs a count of 2
+    "dh0_not_carried": (FULL, "h0", ONES),
+}
+
+
+def test_every_mistake_is_listed():
+    assert set(CAUGHT) == set(MISTAKES) and len(MISTAKES) >= 5
+
+
+@pytest.mark.parametrize("mistake", sorted(CAUGHT))
+def test_mistake_is_caught_and_shrunk(mistake, tmp_path):
+    spec, param, sizes = CAUGHT[mistake]
+    with pytest.raises(GradientMismatch) as info:
+        check(rnn(spec, mistake), spec, save_dir=tmp_path)
+    e = info.value
+    assert e.param == param, str(e)
+    if sizes is None:                       # mean over B * T * O elements: 2 of them
+        s = e.case.sizes
+        assert s["B"] * s["T"] * s["O"] == 2 and s["D"] == s["H"] == 1, s
+    else:
+        assert e.case.sizes == sizes, str(e)
+    assert e.path.exists() and "confirmed by complex step" in str(e)
+    assert e.rel_error > e.rtol
+
+
+def test_tutorial_published_backward_is_caught():
+    pytest.importorskip("handgrad.tutorial_code")
+    spec = hg.Spec.tutorial()
+    with pytest.raises(GradientMismatch) as info:
+        check(tutorial_rnn(), spec, h0=False, save_dir=None)
+    assert info.value.param == "U" and info.value.case.sizes == ONES
+    with pytest.raises(GradientMismatch):       # no truncation convention explains it either
+        identify(tutorial_rnn(), spec, h0=False, save_dir=None)
+
+
+@pytest.mark.parametrize("spec, candidate", [
+    (FULL, rnn(FULL)),
+    (FULL, column_rnn(FULL)),
+    (FULL, column_rnn(FULL, np.float32)),
+    (hg.Spec.tutorial(), column_rnn(hg.Spec.tutorial())),      # the tutorial's model, right
+    (hg.Spec(truncation=hg.Window(2), reduction="mean"),
+     rnn(hg.Spec(truncation=hg.Window(2), reduction="mean"))),
+    (hg.Spec(activation="sigmoid", output="last", loss="squared", truncation=hg.Window(1)),
+     column_rnn(hg.Spec(activation="sigmoid", output="last", loss="squared",
+                        truncation=hg.Window(1)))),
+], ids=["classic", "column", "column-float32", "column-tutorial", "classic-window-mean",
+        "column-window-last"])
+def test_correct_style_passes(spec, candidate):
+    report = check(candidate, spec, max_examples=60, save_dir=None)
+    assert report.examples == 60
+
+
+def _multiples(spec, k, max_T):
+    """Cases whose T is a multiple of k: where detach-every-k is the contract's Chunks(k)."""
+    return cases(spec, max_T=max_T).filter(lambda c: c.xs.shape[1] % k == 0)
+
+
+def test_chunked_style_passes_and_is_identified():
+    spec = hg.Spec(truncation=hg.Chunks(2), activation="sigmoid")
+    check(chunked_rnn(spec, 2), spec, max_examples=40, strategy=_multiples(spec, 2, 8),
+          save_dir=None)
+    assert identify(chunked_rnn(spec, 2), spec, save_dir=None).truncation == hg.Chunks(2)
+
+
+@pytest.mark.parametrize("k", [1, 3, 6])
+def test_window_style_is_identified(k):
+    spec = hg.Spec(truncation=hg.Window(k))
+    assert identify(column_rnn(spec), spec, save_dir=None).truncation == hg.Window(k)
+
+
+# ----------------------------------------------------------------- PyTorch, when installed
+
+@pytest.fixture(scope="module")
+def torch_rnn():
+    pytest.importorskip("torch")
+    from handgrad.gallery.torch_style import torch_rnn
+    return torch_rnn
+
+
+def test_torch_full_passes(torch_rnn):
+    check(torch_rnn(FULL), FULL, max_examples=40, save_dir=None)
+    spec = hg.Spec(activation="sigmoid", output="last", reduction="mean", bias=False)
+    check(torch_rnn(spec), spec, max_examples=20, save_dir=None)
+
+
+def test_torch_float32_is_judged_as_float32(torch_rnn):
+    import torch
+    report = check(torch_rnn(FULL, dtype=torch.float32), FULL, max_examples=20, save_dir=None)
+    assert report.dtypes == ("float32",)
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_torch_detach_is_chunks(torch_rnn, k):
+    spec = hg.Spec(truncation=hg.Chunks(k))
+    check(torch_rnn(spec, detach_every=k), spec, max_examples=20,
+          strategy=_multiples(spec, k, 3 * k), save_dir=None)
+    found = identify(torch_rnn(spec, detach_every=k), spec, save_dir=None)
+    assert found.truncation == hg.Chunks(k)
