@@ -14,11 +14,13 @@ from .params import Params, init_params
 from .spec import TBPTT, Chunks, Spec, Window, parse_truncation, segments
 from .tolerances import TOLERANCES, cosine, rel_error
 from .research import TruncationSweep, truncation_sweep  # truncation research (issue 5)
+from .oracle import GradientMismatch, check, identify, replay  # the gradient oracle (issue 3)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "truncation_sweep", "TruncationSweep",
+    "check", "identify", "replay", "GradientMismatch",
     "Spec", "Window", "Chunks", "TBPTT", "Params", "init_params", "loss_and_grads", "predict",
     "numerical_grads", "directional_derivative", "surrogate_loss", "segments", "parse_truncation",
     "TOLERANCES", "rel_error", "cosine",
