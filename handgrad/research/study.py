@@ -153,12 +153,12 @@ def format_table(stages: list[Stage]) -> str:
     return "\n".join(lines)
 
 
-def _figure(nrows: int, ncols: int, size):
+def _figure(nrows: int, ncols: int, size, dpi: int = 100):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    fig = Figure(figsize=size, dpi=100)        # fixed margins: a constrained layout costs seconds
+    fig = Figure(figsize=size, dpi=dpi)        # fixed margins: a constrained layout costs seconds
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.12, top=0.86, wspace=0.22)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.16, top=0.86, wspace=0.25)
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
@@ -173,10 +173,10 @@ def _positive(v):
     return np.where(v > 0, v, np.nan)
 
 
-def plot_stages(stages: list[Stage], title: str) -> bytes:
+def plot_stages(stages: list[Stage], title: str, size=(11, 4.2), dpi: int = 100) -> bytes:
     """Left: bias ||g_k - g|| / ||g|| against k, per parameter (log scale), with the bound.
     Right: ||dL/dh_{t-j}|| against the lag j with the fitted geometric rate."""
-    fig, ax = _figure(1, 2, (11, 4.2))
+    fig, ax = _figure(1, 2, size, dpi)
     left, right = ax[0]
     styles = ["-", "--", ":", "-."]
     for i, st in enumerate(stages):
@@ -292,16 +292,18 @@ def train_scheme(data, config, scheme: str, seed: int = 0) -> SchemeRun:
     return SchemeRun(scheme, val, tr, steps, time.perf_counter() - t0)
 
 
-def plot_study(runs: list[SchemeRun], title: str, size=(11, 4.2)) -> bytes:
-    """Validation loss against epochs and against cumulative backpropagated steps."""
-    fig, ax = _figure(1, 2, size)
+def plot_study(runs: list[SchemeRun], title: str, size=(11, 4.2), dpi: int = 100) -> bytes:
+    """Validation loss against epochs and against cumulative backpropagated steps (from epoch 1:
+    the initial loss costs no steps)."""
+    fig, ax = _figure(1, 2, size, dpi)
     left, right = ax[0]
     for i, r in enumerate(runs):
         style = "--" if r.scheme.startswith("artbp") else "-"
         left.plot(range(len(r.val_loss)), _positive(r.val_loss), style, color=f"C{i}", label=r.scheme)
-        right.plot(r.backprop_steps, _positive(r.val_loss), style, color=f"C{i}", label=r.scheme)
+        right.plot(r.backprop_steps[1:], _positive(r.val_loss[1:]), style, color=f"C{i}",
+                   label=r.scheme)
     left.set(yscale="log", xlabel="epoch", ylabel="validation loss (1/2 sq. error per window)")
-    right.set(yscale="log", xscale="symlog", xlabel="backpropagated steps (cumulative)",
+    right.set(yscale="log", xscale="log", xlabel="backpropagated steps (cumulative)",
               ylabel="validation loss")
     left.legend(fontsize=7)
     fig.suptitle(title)
