@@ -35,7 +35,8 @@ def run(args) -> int:
     if cand.loss is None:
         cmp = cmp._replace(errors={k: v for k, v in cmp.errors.items() if k != "loss"})
     if cmp.failing:
-        print(mismatch(case, answer, expected, cmp, path=args.case))
+        print(mismatch(case, answer, expected, cmp, path=args.case,
+                       case_word=f"case {args.case}"))
         return 1
     errs = ", ".join(f"{k} {v:.1e}" for k, v in cmp.errors.items())
     print(f"match: every answer within rtol {cmp.rtol:.0e} ({cand.dtype}); relative errors: {errs}")

@@ -141,7 +141,7 @@ def judge(candidate, case, rtol=None, save_dir=DEFAULT_SAVE_DIR, path=None, loca
 
 
 def mismatch(case, got, expected, cmp, candidate=None, save_dir=None, path=None,
-             header="gradient mismatch") -> GradientMismatch:
+             header="gradient mismatch", case_word="minimal case") -> GradientMismatch:
     """Build the GradientMismatch for a failing comparison (confirming the expected value)."""
     param = primary(cmp.failing)
     if param == "loss":
@@ -157,7 +157,7 @@ def mismatch(case, got, expected, cmp, candidate=None, save_dir=None, path=None,
     message = mismatch_message(spec=case.spec, case=case, param=param, index=index,
                                expected=exp_v, actual=act_v, rel=cmp.errors[param],
                                errors=cmp.errors, rtol=cmp.rtol, floor=cmp.floors.get(param),
-                               failing=cmp.failing,
+                               failing=cmp.failing, case_word=case_word,
                                step_text=step.text if step else None, confirmed=confirmed,
                                path=path, header=header)
     return GradientMismatch(message, param=param, index=index, expected=exp_v, actual=act_v,

@@ -264,7 +264,7 @@ def _message(match, others, T, err, runner, tol, spec, seconds) -> str:
     if match is not None and spec.truncation is not None and match == spec.truncation:
         head += "; that is the spec's truncation"
     lines = [head]
-    if others:
+    if others and match is not None:      # full BPTT's equivalents (k >= T) say nothing
         names = [_name(o) for o in others]
         more = f" and {len(names) - 4} more" if len(names) > 4 else ""
         lines.append(f"  same gradient at T={T} (output={spec.output}): {', '.join(names[:4])}{more}")

@@ -90,7 +90,7 @@ def _errors_line(errors: dict, failing) -> str:
 
 def mismatch_message(*, spec, case, param, index, expected, actual, rel, errors, rtol,
                      step_text, confirmed, path, header="gradient mismatch", floor=None,
-                     failing=()) -> str:
+                     failing=(), case_word="minimal case") -> str:
     what = "loss" if param == "loss" else f"d loss/d {param}"
     where = "" if param == "loss" else f"[{', '.join(map(str, index))}]"
     lines = [
@@ -103,7 +103,7 @@ def mismatch_message(*, spec, case, param, index, expected, actual, rel, errors,
     if step_text:
         lines.append(f"  {step_text}")
     lines.append(f"  {_errors_line(errors, failing)}")
-    lines.append(f"  minimal case: {describe_case(case)}")
+    lines.append(f"  {case_word}: {describe_case(case)}")
     if confirmed:
         lines.append(f"  expected value confirmed by {' and '.join(confirmed)}")
     lines.append(f"  {replay_line(path)}")
