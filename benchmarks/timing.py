@@ -23,6 +23,9 @@ class Timing(NamedTuple):
 
 
 MIN_SAMPLE_SECONDS = 2e-3   # calls shorter than this are batched so one sample lasts this long
+SLOW_SECONDS = 0.5          # a call slower than this needs no second warm-up
+BUDGET_SECONDS = 30.0       # timed seconds per implementation and comparison, roughly ...
+MIN_REPEATS = 3             # ... but never fewer samples than this
 
 
 def _time_calls(fn: Callable[[], object], inner: int) -> float:
@@ -37,22 +40,28 @@ def interleaved(fns: dict, repeats: dict, warmup: int = 1) -> dict:
 
     fns: name -> zero-argument callable; repeats: name -> number of timed samples (>= 1).
     A call shorter than MIN_SAMPLE_SECONDS (judged on the last warm-up call) is repeated within
-    one sample, and the sample is the mean over those calls.
+    one sample, and the sample is the mean over those calls. A slow call (judged the same way)
+    gets one warm-up only and fewer samples: as many as fit in BUDGET_SECONDS, but at least
+    min(MIN_REPEATS, repeats[name]).
     Returns name -> Timing. The garbage collector is off while timing (as `timeit` does).
     """
-    inner = {}
+    inner, counts = {}, {}
     for name, fn in fns.items():
         t = 0.0
         for _ in range(warmup):
             t = _time_calls(fn, 1)
+            if t > SLOW_SECONDS:
+                break
         inner[name] = max(1, math.ceil(MIN_SAMPLE_SECONDS / t)) if t > 0 else 1
+        fit = math.ceil(BUDGET_SECONDS / t) if t > 0 else repeats[name]
+        counts[name] = max(min(MIN_REPEATS, repeats[name]), min(repeats[name], fit))
     samples = {name: [] for name in fns}
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for round_ in range(max(repeats.values())):
+        for round_ in range(max(counts.values())):
             for name, fn in fns.items():
-                if round_ < repeats[name]:
+                if round_ < counts[name]:
                     samples[name].append(_time_calls(fn, inner[name]))
     finally:
         if was_enabled:
