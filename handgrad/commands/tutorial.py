@@ -39,6 +39,12 @@ def _fmt(x):
 
 
 def run(args):
+    from ..train.loop import blas_threads
+    with blas_threads(0):                  # small matrices only: one BLAS thread is fastest
+        return _run(args)
+
+
+def _run(args):
     import numpy as np
 
     from ..params import init_params
