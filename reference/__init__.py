@@ -42,7 +42,7 @@ from handgrad.losses import loss_count  # noqa: E402
 from handgrad.params import Params  # noqa: E402
 from handgrad.spec import segments  # noqa: E402
 
-__all__ = ["loss_and_grads", "loss", "activate", "forward_states", "surrogate_loss"]
+__all__ = ["loss_and_grads", "loss", "act", "forward_states", "surrogate_loss"]
 
 
 # --- nonlin.py ------------------------------------------------------------------------------
@@ -52,10 +52,11 @@ def _sign(a):
     return jax.lax.stop_gradient(jnp.where(a >= 0, 1.0, -1.0))
 
 
-def activate(activation: str, a):
+def act(activation: str, a):
     """h = act(a), written so that autodiff of it is accurate when the unit saturates.
 
-    Why not jnp.tanh / jax.nn.sigmoid: JAX derives their derivative from the output,
+    handgrad.nonlin computes act(a) and act'(a) separately (`act`, `act_derivative`); here only
+    act(a) is written, and autodiff finds the derivative. Why not jnp.tanh / jax.nn.sigmoid: JAX derives their derivative from the output,
     (1 - h)(1 + h) and h (1 - h). Near saturation h rounds to +-1 (or 1), and those products lose
     every significant digit (or become exactly zero) although the true derivative, e.g.
     sech^2(20) ~ 1.7e-17, is a perfectly representable number. handgrad computes act'(a) from
@@ -100,32 +101,36 @@ def loss_sum(os, ys, loss: str):
 
 # --- bptt.py --------------------------------------------------------------------------------
 
-@partial(jax.jit, static_argnums=(3,))
-def step(params: Params, x_t, h_prev, activation: str):
-    """One time step: h_t from x_t (B, D) and h_{t-1} (B, H). Returns (B, H)."""
-    U, W, _, b, _ = params
-    a = x_t @ U.T + h_prev @ W.T                      # a_t = U x_t + W h_{t-1} (+ b)
-    if b is not None:
-        a = a + b
-    return activate(activation, a)                    # h_t = act(a_t)
+@partial(jax.jit, static_argnums=(5,))
+def step(U, W, b, x_t, h_prev, activation: str):
+    """One time step: h_t (B, H) from x_t (B, D) and h_{t-1} (B, H); U (H, D), W (H, H), b (H,)."""
+    a = x_t @ U.T + h_prev @ W.T + b                  # a_t = U x_t + W h_{t-1} + b
+    return act(activation, a)                         # h_t = act(a_t)
 
 
 def forward_states(params: Params, xs_tm: list, h_start, activation: str) -> list:
     """[h_0, .., h_T] (each (B, H)) from xs_tm = [x_1, .., x_T] (each (B, D)) and h_start (B, H)."""
+    U, W, _, b, _ = _zero_biases(params)
     hs = [h_start]
     for t in range(1, len(xs_tm) + 1):
-        hs.append(step(params, xs_tm[t - 1], hs[t - 1], activation))
+        hs.append(step(U, W, b, xs_tm[t - 1], hs[t - 1], activation))
     return hs
 
 
-@partial(jax.jit, static_argnums=(3,))
-def step_loss(params: Params, h_t, y_t, loss: str):
+@partial(jax.jit, static_argnums=(4,))
+def step_loss(V, c, h_t, y_t, loss: str):
     """The loss terms of one output step, summed over the batch: o_t = V h_t + c, then
-    loss_sum. h_t: (B, H); y_t: (B, O) float or (B,) int."""
-    o_t = h_t @ params.V.T                            # o_t = V h_t (+ c)
-    if params.c is not None:
-        o_t = o_t + params.c
+    loss_sum. V (O, H), c (O,), h_t (B, H); y_t (B, O) float or (B,) int."""
+    o_t = h_t @ V.T + c                               # o_t = V h_t + c
     return loss_sum(o_t, y_t, loss)
+
+
+def _zero_biases(params: Params) -> Params:
+    """Without biases, b and c are exact zeros: x + 0.0 == x in floating point, so the model is
+    unchanged, and one compiled `step` serves both kinds of spec (fewer JAX compilations)."""
+    H, O = params.W.shape[0], params.V.shape[0]
+    return params._replace(b=jnp.zeros(H) if params.b is None else params.b,
+                           c=jnp.zeros(O) if params.c is None else params.c)
 
 
 def surrogate_loss(params: Params, h0, xs_tm, ys_tm, spec):
@@ -137,13 +142,14 @@ def surrogate_loss(params: Params, h0, xs_tm, ys_tm, spec):
     T, B = len(xs_tm), h0.shape[0]
     first_loss_step = 1 if spec.output == "all" else T
     full_hs = forward_states(params, xs_tm, h0, spec.activation)   # the states the cuts hold
+    _, _, V, _, c = _zero_biases(params)
     total = 0.0
     for seg in segments(spec.truncation, T, spec.output):
         # a fresh forward run over steps cut+1..last from h_cut, a constant unless cut == 0
         start = h0 if seg.cut == 0 else jax.lax.stop_gradient(full_hs[seg.cut])
         hs = forward_states(params, xs_tm[seg.cut:seg.last], start, spec.activation)
         for t in range(seg.first, seg.last + 1):      # the loss terms of this sweep
-            total = total + step_loss(params, hs[t - seg.cut], ys_tm[t - first_loss_step],
+            total = total + step_loss(V, c, hs[t - seg.cut], ys_tm[t - first_loss_step],
                                       spec.loss)
     S = T if spec.output == "all" else 1
     return total / loss_count(spec.loss, spec.reduction, (S, B, params.V.shape[0]))
@@ -166,8 +172,9 @@ def loss(params, xs, ys, spec, h0=None) -> float:
     """The loss value alone, from one plain forward run (no truncation is involved)."""
     jparams, jh0, xs_tm, ys_tm, spec = _prepare(params, xs, ys, spec, h0)
     hs = forward_states(jparams, xs_tm, jh0, spec.activation)
+    _, _, V, _, c = _zero_biases(jparams)
     steps = range(1, len(hs)) if spec.output == "all" else [len(hs) - 1]
-    total = sum(float(step_loss(jparams, hs[t], y, spec.loss)) for t, y in zip(steps, ys_tm))
+    total = sum(float(step_loss(V, c, hs[t], y, spec.loss)) for t, y in zip(steps, ys_tm))
     S = len(steps)
     return total / loss_count(spec.loss, spec.reduction, (S, jh0.shape[0], jparams.V.shape[0]))
 
