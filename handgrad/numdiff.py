@@ -78,7 +78,10 @@ class _Problem:
         if method == "complex":
             return float(np.imag(self.loss(self.x + 1j * COMPLEX_STEP * v)) / COMPLEX_STEP)
         if method == "central":
-            e = CENTRAL_STEP * max(1.0, float(np.max(np.abs(self.x[v != 0]), initial=0.0)))
+            # the step moves x by e |v|: scale it by 1 / |v| so a long direction does not
+            # take a long step (the O(e^2) error grows with |v|^2); |v| = 1 per element
+            norm = float(np.linalg.norm(v)) or 1.0
+            e = CENTRAL_STEP * max(1.0, float(np.max(np.abs(self.x[v != 0]), initial=0.0))) / norm
             return float((self.loss(self.x + e * v) - self.loss(self.x - e * v)) / (2 * e))
         raise ValueError(f"method must be 'complex' or 'central', got {method!r}")
 
