@@ -1,11 +1,9 @@
 """`handgrad truncation` end to end (subprocess), and the training study's loop."""
 import csv
 import json
-import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import handgrad as hg

@@ -13,9 +13,7 @@ writes study.png and study.json.
 from __future__ import annotations
 
 import argparse
-import math
 import os
-import sys
 import time
 
 HELP = ("truncation study: bias of every Window(k) against full BPTT, gradient decay and "
@@ -160,7 +158,8 @@ def run(args):
               "backpropagated steps):")
         for name, r in report["study"].items():
             print(f"  {name:<12} {r['final_val_loss']:.3g}  {r['backprop_steps']}")
-    print(f"wrote {out}/truncation.png, truncation.csv, truncation.json"
-          + (", study.png, study.json" if args.train_study else "")
-          + f" ({report['seconds']:.1f} s)")
+    files = ["truncation.csv", "truncation.json"] + ([] if args.no_plot else ["truncation.png"])
+    if args.train_study:
+        files += ["study.json"] + ([] if args.no_plot else ["study.png"])
+    print(f"wrote {', '.join(files)} into {out}/ ({report['seconds']:.1f} s)")
     return 0

@@ -26,9 +26,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..bptt import output_states
 from ..params import Params
-from .sweep import lag_pieces_last, prepare, truncation_sweep
+from .sweep import lag_pieces_last, output_layer_grads, prepare, sweep_prepared
 
 MAX_ENUMERATED_T = 16         # 2^T outcomes for many-to-many
 
@@ -60,10 +59,7 @@ def artbp_grads(params, xs, ys, spec, passes, probs, h0=None):
     if passes.shape != (T,):
         raise ValueError(f"passes must have shape (T,) = ({T},), got {passes.shape}")
     gain = np.where(passes.astype(bool), 1.0 / (1.0 - probs), 0.0)   # Z_s / (1 - c_s)
-    # o_t = V h_t + c: never truncated
-    hs_out = output_states(hs, prep.spec.output)
-    dV = prep.dos.reshape(-1, V.shape[0]).T @ hs_out.reshape(-1, H)
-    dc = prep.dos.sum(axis=(0, 1)) if c is not None else None
+    dV, dc = output_layer_grads(prep)                    # o_t = V h_t + c: never truncated
     first_loss_step = 1 if prep.spec.output == "all" else T
     das = np.empty((T, B, H))
     dh = np.zeros((B, H))                               # dL/dh_t carried from step t + 1
@@ -162,7 +158,12 @@ def artbp_tradeoff(params, xs, ys, spec, cut_probs=(0.5, 0.3, 0.2, 0.1, 0.05), h
     cut_probs: constant per-step cut probabilities c in (0, 1). Returns a list of `TradeoffRow`.
     All outcomes come from one backward pass: outcome K's gradient is sum_{j<=K} w_j piece_j.
     """
-    prep = prepare(params, xs, ys, spec, h0)
+    return tradeoff_prepared(prepare(params, xs, ys, spec, h0), cut_probs)
+
+
+def tradeoff_prepared(prep, cut_probs=(0.5, 0.3, 0.2, 0.1, 0.05), sweep=None):
+    """`artbp_tradeoff` on a problem already through `sweep.prepare`; `sweep` (its
+    `sweep_prepared` over every k) is computed when not given."""
     if prep.spec.output != "last":
         raise ValueError("artbp_tradeoff is for many-to-one (spec.output='last'); for "
                          "many-to-many use artbp_expectation on a short sequence")
@@ -170,7 +171,8 @@ def artbp_tradeoff(params, xs, ys, spec, cut_probs=(0.5, 0.3, 0.2, 0.1, 0.05), h
     pieces = lag_pieces_last(prep)               # time order; lag j is entry T - 1 - j
     flat = np.concatenate([getattr(pieces, n).reshape(T, -1)[::-1]
                            for n in ("U", "W", "b") if getattr(pieces, n) is not None], axis=1)
-    sweep = truncation_sweep(params, xs, ys, spec, h0=h0, keep_grads=False)
+    if sweep is None:
+        sweep = sweep_prepared(prep, keep_grads=False)
     full_flat = flat.sum(axis=0)
     vc = [np.ravel(a) for n, a in sweep.full.arrays().items() if n in ("V", "c")]
     gnorm2 = float(full_flat @ full_flat) + sum(float(a @ a) for a in vc)

@@ -32,8 +32,8 @@ from typing import NamedTuple
 import numpy as np
 
 from .._validate import check_h0, check_params, check_spec, check_xs
-from ..bptt import forward_states, initial_state, output_states
-from .sweep import lag_pieces_all, lag_pieces_last, prepare
+from ..bptt import forward_states, initial_state
+from .sweep import lag_pieces_all, lag_pieces_last, output_layer_grads, prepare
 
 MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}   # max over a of act'(a)
 SATURATED = 1e-2                                  # act'(a) / max act' below this: saturated
@@ -119,7 +119,11 @@ def decay_profile(params, xs, ys, spec, h0=None, max_lag=None) -> DecayProfile:
     is ignored); h0: (B, H) or None; max_lag: int >= 0. Many-to-one measures every lag for the
     price of one backward pass; many-to-many costs one (T B, H) x (H, H) product per lag.
     """
-    prep = prepare(params, xs, ys, spec, h0)
+    return profile_prepared(prepare(params, xs, ys, spec, h0), max_lag)
+
+
+def profile_prepared(prep, max_lag=None) -> DecayProfile:
+    """`decay_profile` on a problem already through `sweep.prepare` (shared by the study)."""
     T = prep.fwd.dact.shape[0]
     if max_lag is None:
         max_lag = T - 1
@@ -127,11 +131,8 @@ def decay_profile(params, xs, ys, spec, h0=None, max_lag=None) -> DecayProfile:
         raise ValueError(f"max_lag must be an integer >= 0, got {max_lag!r}")
     L = min(int(max_lag), T - 1) + 1
     # V and c are never truncated: they enter the bias bound's denominator only
-    dV = np.einsum("sbo,sbh->oh", prep.dos, output_states(prep.fwd.hs, prep.spec.output))
-    vc_sq = float(np.sum(dV * dV))
-    if prep.params.c is not None:
-        dc = prep.dos.sum(axis=(0, 1))
-        vc_sq += float(dc @ dc)
+    dV, dc = output_layer_grads(prep)
+    vc_sq = float(np.sum(dV * dV)) + (float(dc @ dc) if dc is not None else 0.0)
     if prep.spec.output == "last":
         pieces = lag_pieces_last(prep)           # time order: lag j is entry T - 1 - j
         sq = np.zeros(T)
@@ -185,7 +186,12 @@ def jacobian_facts(params, xs, spec, h0=None) -> JacobianFacts:
     xs_tm = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
     dact = forward_states(params, xs_tm, initial_state(h0, xs.shape[0], params.sizes[1]),
                           spec.activation).dact
-    top = MAX_DERIVATIVE[spec.activation]
-    smax = float(np.linalg.norm(params.W, 2))
+    return facts_from(params.W, dact, spec.activation)
+
+
+def facts_from(W, dact, activation: str) -> JacobianFacts:
+    """`JacobianFacts` from W (H, H) and the activation derivatives dact (T, B, H)."""
+    top = MAX_DERIVATIVE[activation]
+    smax = float(np.linalg.norm(W, 2))
     return JacobianFacts(smax, top, smax * top, smax * float(dact.max()),
                          float(np.mean(dact < SATURATED * top)))

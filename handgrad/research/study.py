@@ -14,15 +14,15 @@ import io
 import json
 import math
 import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import numpy as np
 
 from ..params import Params
 from ..spec import Chunks, Spec, Window
-from .artbp import artbp_grads, artbp_tradeoff, sample_passes
-from .decay import adaptive_k, decay_profile, jacobian_facts
-from .sweep import PARAM_NAMES, truncation_sweep
+from .artbp import artbp_grads, sample_passes, tradeoff_prepared
+from .decay import adaptive_k, facts_from, profile_prepared
+from .sweep import prepare, sweep_prepared
 
 TOLS = (0.1, 0.01, 0.001)                   # default bias tolerances for the adaptive k
 STUDY_SCHEMES = ("full", "window:0", "window:2", "window:5", "window:10", "chunks:10",
@@ -44,11 +44,13 @@ class Stage(NamedTuple):
 def analyse(name, params, xs, ys, spec, h0=None, tols=TOLS, ks=None) -> Stage:
     """Sweep, decay profile, Jacobian facts, adaptive k and (many-to-one) ARTBP trade-off."""
     t0 = time.perf_counter()
-    sweep = truncation_sweep(params, xs, ys, spec, ks=ks, h0=h0, keep_grads=False)
-    prof = decay_profile(params, xs, ys, spec, h0=h0)
-    facts = jacobian_facts(params, xs, spec, h0=h0)
+    prep = prepare(params, xs, ys, spec, h0)                       # one forward pass for all
+    sweep = sweep_prepared(prep, ks=ks, keep_grads=False)
+    prof = profile_prepared(prep)
+    facts = facts_from(prep.params.W, prep.fwd.dact, prep.spec.activation)
     adaptive = {float(t): adaptive_k(prof, float(t)) for t in tols}
-    trade = artbp_tradeoff(params, xs, ys, spec, h0=h0) if spec.output == "last" else []
+    every = sweep if ks is None else None
+    trade = tradeoff_prepared(prep, sweep=every) if prep.spec.output == "last" else []
     return Stage(name, sweep, prof, facts, adaptive, trade, time.perf_counter() - t0)
 
 

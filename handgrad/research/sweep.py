@@ -24,10 +24,11 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .._validate import check_inputs
-from ..bptt import Forward, backward, forward_states, initial_state, outputs, output_states, time_major
+from ..bptt import (Forward, backward, forward_states, initial_state, output_states, outputs,
+                    time_major)
 from ..losses import loss_and_output_grad
 from ..params import Params
-from ..spec import Spec, Window
+from ..spec import Spec
 
 PARAM_NAMES = ("U", "W", "V", "b", "c")
 
@@ -100,6 +101,15 @@ def prepare(params, xs, ys, spec, h0=None) -> Prepared:
     os = outputs(params, output_states(fwd.hs, spec.output))
     loss, dos = loss_and_output_grad(os, ys_tm, spec.loss, spec.reduction)
     return Prepared(params, spec, xs_tm, fwd, dos, dos @ params.V, loss)
+
+
+def output_layer_grads(prep: Prepared):
+    """o_t = V h_t + c is never truncated: dV = sum_t do_t h_t^T (O, H), dc = sum_t do_t (O,)."""
+    hs_out = output_states(prep.fwd.hs, prep.spec.output)                 # (S, B, H)
+    O, H = prep.params.V.shape
+    dV = prep.dos.reshape(-1, O).T @ hs_out.reshape(-1, H)
+    dc = prep.dos.sum(axis=(0, 1)) if prep.params.c is not None else None
+    return dV, dc
 
 
 def _outer_sum(a, b):
@@ -274,7 +284,11 @@ def truncation_sweep(params, xs, ys, spec, ks=None, h0=None, keep_grads: bool = 
     Cost: many-to-one about one full gradient for all k; many-to-many one (T B, H) x (H, H)
     product per lag up to max(ks).
     """
-    prep = prepare(params, xs, ys, spec, h0)
+    return sweep_prepared(prepare(params, xs, ys, spec, h0), ks, keep_grads)
+
+
+def sweep_prepared(prep: Prepared, ks=None, keep_grads: bool = True) -> TruncationSweep:
+    """`truncation_sweep` on a problem already through `prepare` (shared by the study)."""
     prep = prep._replace(spec=Spec(**{**prep.spec.__dict__, "truncation": None}))
     T = prep.fwd.dact.shape[0]
     ks = check_ks(ks, T)
@@ -282,11 +296,9 @@ def truncation_sweep(params, xs, ys, spec, ks=None, h0=None, keep_grads: bool = 
     if totals is None:
         full, full_dh0 = backward(prep.params, prep.xs_tm, prep.fwd, prep.dos, prep.spec)
     else:
-        # many-to-one: the full gradient is the sum over every lag; V and c never depend on the
-        # truncation, so a Window(0) pass (one backward step) gives them
-        short = Spec(**{**prep.spec.__dict__, "truncation": Window(0)})
-        vc, _ = backward(prep.params, prep.xs_tm, prep.fwd, prep.dos, short)
-        full = Params(totals["U"], totals["W"], vc.V, totals.get("b"), vc.c)
+        # many-to-one: the full gradient is the sum over every lag
+        dV, dc = output_layer_grads(prep)
+        full = Params(totals["U"], totals["W"], dV, totals.get("b"), dc)
         full_dh0 = totals["h0"]
     K = len(ks)
     stacks["V"] = np.broadcast_to(full.V, (K,) + full.V.shape)       # never truncated
