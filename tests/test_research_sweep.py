@@ -52,6 +52,10 @@ def test_sweep_curves_are_the_project_metrics(case):
             assert sweep.per_param[name].rel_error[i] == pytest.approx(hg.rel_error(got, full),
                                                                       rel=1e-12, abs=1e-300)
             assert sweep.per_param[name].cosine[i] == pytest.approx(hg.cosine(got, full), abs=1e-12)
+        h0 = sweep.per_param["h0"]
+        assert h0.rel_error[i] == pytest.approx(hg.rel_error(sweep.dh0[i], sweep.full_dh0),
+                                                rel=1e-12, abs=1e-300)
+        assert h0.cosine[i] == pytest.approx(hg.cosine(sweep.dh0[i], sweep.full_dh0), abs=1e-12)
         flat = np.concatenate([np.ravel(getattr(sweep.grads, n)[i]) for n in names])
         ref = np.concatenate([np.ravel(getattr(sweep.full, n)) for n in names])
         assert sweep.rel_error[i] == pytest.approx(hg.rel_error(flat, ref), rel=1e-12, abs=1e-300)

@@ -62,7 +62,7 @@ class LagPieces(NamedTuple):
     U: np.ndarray                    # (J, H, D)
     W: np.ndarray                    # (J, H, H)
     b: Optional[np.ndarray]          # (J, H)
-    h0: np.ndarray                   # (J, B, H)
+    dh0: np.ndarray                  # (B, H) dL/dh_0: only the full window (lag T - 1) has it
     dh_norm: np.ndarray              # (J,) ||dL/dh_{T-j}||_F over the batch, by lag j
 
 
@@ -138,9 +138,7 @@ def lag_pieces_last(prep: Prepared) -> LagPieces:
     pW = _outer_sum(das, hs[:-1])                                    # (T, H, H)
     pU = _outer_sum(das, prep.xs_tm)                                 # (T, H, D)
     pb = das.sum(axis=1) if b is not None else None                  # (T, H)
-    ph0 = np.zeros((T, B, H))
-    ph0[0] = dh                                  # only the full window (lag T - 1) reaches h_0
-    return LagPieces(pU, pW, pb, ph0, dh_norm)
+    return LagPieces(pU, pW, pb, dh, dh_norm)    # dh: the full window (lag T - 1) reaches h_0
 
 
 def reverse_cumsum_inplace(a):
@@ -227,6 +225,12 @@ def _curve(st: _Stats) -> Curve:
     return Curve(rel, cos, l2)
 
 
+def _all_or_nothing(exact: np.ndarray, nonzero: bool) -> Curve:
+    """The curve of a stack that is either zero or exactly the reference, row by row."""
+    miss = (~exact).astype(float) if nonzero else np.zeros(exact.shape)
+    return Curve(miss, 1.0 - miss, miss.copy())
+
+
 def _overall(stats: list) -> Curve:
     """The curve of all arrays concatenated, from their per-array pieces."""
     total = _Stats(np.max([s.maxdiff for s in stats], axis=0), sum(s.sqdiff for s in stats),
@@ -246,11 +250,16 @@ def window_stacks(prep: Prepared, ks: np.ndarray):
     if prep.spec.output == "last":
         pieces = lag_pieces_last(prep)
         # Window(k) = the steps t >= T - k: a cumulative sum from the end, read at T - 1 - k
-        cum = {n: reverse_cumsum_inplace(a) for n, a in pieces._asdict().items()
-               if a is not None and n != "dh_norm"}
+        cum = {n: reverse_cumsum_inplace(getattr(pieces, n)) for n in ("U", "W", "b")
+               if getattr(pieces, n) is not None}
         every = len(kk) == T and np.array_equal(kk, np.arange(T))      # no copy for the default
-        return ({n: c[::-1] if every else c[T - 1 - kk] for n, c in cum.items()},
-                {n: c[0] for n, c in cum.items()})
+        stacks = {n: c[::-1] if every else c[T - 1 - kk] for n, c in cum.items()}
+        totals = {n: c[0] for n, c in cum.items()}
+        # h_0: zero below the full window, the whole dL/dh_0 from k = T - 1 on
+        stacks["h0"] = np.zeros((len(kk),) + pieces.dh0.shape)
+        stacks["h0"][kk >= T - 1] = pieces.dh0
+        totals["h0"] = pieces.dh0
+        return stacks, totals
     params = prep.params
     B, H = prep.fwd.hs.shape[1:]
     order = np.argsort(kk, kind="stable")
@@ -309,6 +318,10 @@ def sweep_prepared(prep: Prepared, ks=None, keep_grads: bool = True) -> Truncati
         if name not in stacks:
             continue
         ref = full_dh0 if name == "h0" else getattr(full, name)
+        if name == "h0" and totals is not None:
+            # many-to-one: dh0 is 0 below the full window and exact from it on; no pass needed
+            per_param[name] = _all_or_nothing(np.minimum(ks, T - 1) >= T - 1, bool(np.any(ref)))
+            continue
         stats[name] = _stats(stacks[name], ref)
         per_param[name] = _curve(stats[name])
     overall = _overall([stats[n] for n in PARAM_NAMES if n in stats])
