@@ -1,0 +1,80 @@
+"""hand == complex step and hand == central differences, full and truncated BPTT.
+
+Small problems: every element (handgrad.numerical_grads). A larger problem: along random
+directions (handgrad.directional_derivative), as jax's check_grads does. Bounds come from
+TOLERANCES; what is judged per array and what on the whole gradient is explained in
+handgrad/checks.py (central differences carry an absolute error, so they are judged on the whole
+gradient vector).
+"""
+import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+import handgrad as hg
+from handgrad import checks
+from handgrad.strategies import cases, make_case, specs
+
+
+def assert_agrees(case, method):
+    agr = checks.agreement(case, method)
+    assert agr.ok, f"{checks.describe(agr)}\ncase: spec={case.spec}, sizes={case.sizes}, " \
+                   f"scale={case.scale}, seed={case.seed}, h0={'given' if case.h0 is not None else 'zero'}"
+
+
+@given(cases())
+@example(make_case(hg.Spec.tutorial(), 1, 6, 6, 4, 1, scale="tutorial", seed=0))
+@example(make_case(hg.Spec(truncation=hg.TBPTT(2, 3)), 1, 1, 1, 1, 1, seed=0))    # T < k
+def test_hand_equals_complex_step(case):
+    assert_agrees(case, "complex_step")
+
+
+@given(cases())
+# found by an early survey (before the whole-vector metric for central differences): dh0 is
+# ~1e-10 after 5 contracting steps, below the central-difference noise floor, so a per-array
+# ratio failed; the whole gradient agrees to 1e-9
+@example(make_case(hg.Spec(activation="tanh", bias=False, output="last", loss="half_squared",
+                           truncation=None), 1, 5, 1, 1, 2, scale="moderate", seed=0))
+def test_hand_equals_central_differences(case):
+    assert_agrees(case, "central")
+
+
+LARGE = dict(B=4, T=12, D=5, H=8, O=4)
+
+
+def _dot(grads, dh0, direction, direction_h0):
+    return sum(float(np.sum(g * d)) for g, d in zip(grads, direction) if g is not None) \
+        + float(np.sum(dh0 * direction_h0))
+
+
+@settings(max_examples=8)
+@given(specs(max_k=14), st.sampled_from(["moderate", "saturating", "tutorial"]),
+       st.integers(0, 2**32 - 1))
+def test_directional_derivatives_of_a_larger_problem(spec, scale, seed):
+    """Random directions v: sum(grad * v) == d/ds loss(x + s v), by complex step and by central
+    differences, on B=4, T=12, D=5, H=8, O=4."""
+    case = make_case(spec, *LARGE.values(), scale=scale, seed=seed)
+    _, grads, dh0 = hg.loss_and_grads(case.params, case.xs, case.ys, spec, case.h0, wrt_h0=True)
+    rng = np.random.default_rng(seed)
+    for _ in range(2):
+        direction = hg.Params(*(None if p is None else rng.normal(size=p.shape)
+                                for p in case.params))
+        direction_h0 = rng.normal(size=dh0.shape)
+        expected = _dot(grads, dh0, direction, direction_h0)
+        for method, tol in (("complex", hg.TOLERANCES["complex_step"]),
+                            ("central", hg.TOLERANCES["central"])):
+            got = hg.directional_derivative(case.params, case.xs, case.ys, spec, direction,
+                                            case.h0, direction_h0, method=method)
+            err = hg.rel_error(got, expected)
+            assert err <= tol, f"{method}: {got!r} vs sum(grad * v) {expected!r}: {err:.2e}"
+
+
+@given(cases())
+def test_surrogate_loss_value_is_the_loss(case):
+    """The surrogate (cut states held constant) has the loss's value at the anchor point."""
+    from handgrad.bptt import forward_states, initial_state, time_major
+    loss, _ = hg.loss_and_grads(case.params, case.xs, case.ys, case.spec, case.h0)
+    xs_tm, ys_tm = time_major(case.xs, case.ys, case.spec)
+    h0 = initial_state(case.h0, case.xs.shape[0], case.params.W.shape[0])
+    anchor = forward_states(case.params, xs_tm, h0, case.spec.activation).hs
+    value = hg.surrogate_loss(case.params, xs_tm, ys_tm, case.spec, h0, anchor)
+    assert hg.rel_error(value, loss) <= hg.TOLERANCES["jax"]
