@@ -266,10 +266,15 @@ def run(args):
 
 def _report(result, data, baseline):
     units = "data units" if data.series.source != "sine" else "the data's units"
-    scale = ", ".join(f"{c} {v:.6g}" for c, v in zip(data.series.columns, data.scaler.scale))
     print(f"train RMSE {result.train.rmse:.4g}   val RMSE {result.val.rmse:.4g}   ({units}; "
           f"{result.epochs_done} epochs, {result.seconds:.1f} s)")
-    print(f"scale (the tutorial's max_val, stored with the model): {scale}")
+    cols, sc = data.series.columns, data.scaler
+    if not sc.center.any():
+        scale = ", ".join(f"{c} {v:.6g}" for c, v in zip(cols, sc.scale))
+        print(f"scale (the tutorial's max_val, stored with the model): {scale}")
+    else:
+        scale = ", ".join(f"{c} = {m:.6g} + {v:.6g} x scaled" for c, m, v in zip(cols, sc.center, sc.scale))
+        print(f"scaling (stored with the model): {scale}")
     print(f"for comparison, 'next value = last value' gives val RMSE {baseline:.4g}")
     for when, sat in (("at initialisation", result.saturation_init),
                       ("after training", result.saturation_final)):

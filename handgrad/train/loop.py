@@ -186,7 +186,8 @@ def _train(data: Dataset, config: TrainConfig, progress: bool) -> TrainResult:
         history.append(EpochStats(epoch, tr.loss, va.loss))
         good, epochs_done = params, epoch
         if bar is not None:
-            bar.set_postfix(train=f"{tr.loss:.3g}", val=f"{va.loss:.3g}", refresh=False)
+            bar.set_postfix_str(f"loss/window: train {tr.loss:.3g}, val {va.loss:.3g}",
+                                refresh=False)
             bar.update(1)
     if bar is not None:
         bar.close()
@@ -204,8 +205,7 @@ def _progress(epochs: int, enabled: bool):
         return None
     from tqdm import tqdm
     return tqdm(total=epochs, desc="epoch", unit="epoch", leave=True, dynamic_ncols=True,
-                bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining} "
-                           "loss/window {postfix}")
+                bar_format="{desc} {n_fmt}/{total_fmt} |{bar}| {elapsed}<{remaining}{postfix}")
 
 
 def persistence_rmse(data: Dataset, windows: Windows) -> float:

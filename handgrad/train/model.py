@@ -38,13 +38,21 @@ class Model(NamedTuple):
     meta: dict
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path: str, write) -> None:
-    """Call write(file_object) on a temporary file next to `path`, then rename it into place."""
+    """Call write(file_object) on a temporary file next to `path`, then rename it into place
+    (with the permissions a plain `open` would give: 0666 less the umask)."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
