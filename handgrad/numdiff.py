@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import check_inputs
+from ._validate import as_float_array, check_inputs
 from .bptt import forward_states, initial_state, outputs, time_major
 from .losses import loss_count, loss_sum
 from .params import Params
@@ -114,9 +114,14 @@ def directional_derivative(params, xs, ys, spec, direction: Params, h0=None,
     Compare with sum(grad * direction) of a gradient under test.
     """
     prob = _Problem(params, xs, ys, spec, h0)
-    dirs = [*(d for d in direction if d is not None)]
-    dh = np.zeros(prob.arrays[-1].shape) if direction_h0 is None else direction_h0
-    v = np.concatenate([np.asarray(d, float).ravel() for d in [*dirs, dh]])
-    if v.shape != prob.x.shape:
-        raise ValueError("direction must have the shapes of params (and h0)")
-    return prob.derivative(v, method)
+    if not isinstance(direction, Params):
+        raise ValueError(f"direction must be a handgrad.Params, got {type(direction).__name__}")
+    given = {**{n: getattr(direction, n) for n in prob.names[:-1]}, "h0": direction_h0}
+    parts = []
+    for name, a in zip(prob.names, prob.arrays):   # None: no move along that array
+        label = "direction_h0" if name == "h0" else f"direction.{name}"
+        d = np.zeros(a.shape) if given[name] is None else as_float_array(label, given[name])
+        if d.shape != a.shape:
+            raise ValueError(f"{label} must have shape {a.shape} (that of {name}), got {d.shape}")
+        parts.append(d.ravel())
+    return prob.derivative(np.concatenate(parts), method)

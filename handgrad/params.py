@@ -42,13 +42,18 @@ def init_params(spec, input_dim: int, hidden_dim: int, output_dim: int, seed: in
       "orthogonal" W a random orthogonal matrix times `scale`; U, V as "normal".
       "tutorial"   every weight ~ uniform(0, 1), as the 2019 tutorial did: sigmoid units saturate.
     """
+    from ._validate import check_spec   # here: _validate imports this module
+    spec = check_spec(spec)
     for name, value in (("input_dim", input_dim), ("hidden_dim", hidden_dim),
                         ("output_dim", output_dim)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}")
-    if not np.isfinite(scale) or scale <= 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if (isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating))
+            or not np.isfinite(scale) or scale <= 0):
         raise ValueError(f"scale must be a positive finite number, got {scale!r}")
     D, H, O = int(input_dim), int(hidden_dim), int(output_dim)
     rng = np.random.default_rng(seed)

@@ -7,6 +7,7 @@ hand-derived BPTT (and the numerical surrogate, and the JAX reference) run.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Union
 
@@ -16,9 +17,11 @@ LOSSES = ("half_squared", "squared", "cross_entropy")
 REDUCTIONS = ("sum", "mean")
 
 
-def _check_int(name: str, value, lowest: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+def _check_int(name: str, value, lowest: int) -> int:
+    """`value` as a plain int (numpy integers accepted); ValueError unless an integer >= lowest."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lowest:
         raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")
+    return int(value)
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,8 @@ class TBPTT:
     k2: int
 
     def __post_init__(self):
-        _check_int("TBPTT k1", self.k1, 1)
-        _check_int("TBPTT k2", self.k2, 1)
+        object.__setattr__(self, "k1", _check_int("TBPTT k1", self.k1, 1))
+        object.__setattr__(self, "k2", _check_int("TBPTT k2", self.k2, 1))
         if self.k2 < self.k1:
             raise ValueError(f"TBPTT needs k1 <= k2, got k1={self.k1}, k2={self.k2}")
 
@@ -56,7 +59,7 @@ class Window:
     k: int
 
     def __post_init__(self):
-        _check_int("Window k", self.k, 0)
+        object.__setattr__(self, "k", _check_int("Window k", self.k, 0))
 
     def as_tbptt(self) -> TBPTT:
         return TBPTT(1, self.k + 1)
@@ -72,7 +75,7 @@ class Chunks:
     k: int
 
     def __post_init__(self):
-        _check_int("Chunks k", self.k, 1)
+        object.__setattr__(self, "k", _check_int("Chunks k", self.k, 1))
 
     def as_tbptt(self) -> TBPTT:
         return TBPTT(self.k, self.k)
@@ -195,6 +198,9 @@ def segments(truncation: Truncation, T: int, output: str) -> list[Segment]:
     `output="last"` has one loss term (step T), so one sweep; `output="all"` has one sweep per
     group of loss steps sharing tau(t) = min(k1 * ceil(t / k1), T).
     """
+    _check_int("T", T, 1)
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}")
     if truncation is None:
         k1 = k2 = T
     else:
