@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import handgrad as hg
@@ -95,3 +96,20 @@ def test_study_loop_is_handgrad_train_and_chunks_is_a_shorter_window():
     assert chunks.val_loss == window.val_loss
     assert chunks.backprop_steps == window.backprop_steps == [0, 100 * 10]
     assert steps_backpropagated(None, 50) == 50 and steps_backpropagated(hg.Window(60), 50) == 50
+
+
+def test_saved_model_is_analysed_on_its_training_windows(tmp_path):
+    from handgrad.train import TrainConfig, tutorial_dataset
+    from handgrad.train.model import Model, save_model
+    data = tutorial_dataset()
+    spec = TrainConfig().spec()
+    params = hg.init_params(spec, 50, 8, 1, seed=2)
+    path = tmp_path / "model.npz"
+    save_model(str(path), Model(params, spec, data.series, data.scaler, data.inputs, data.window,
+                                data.target_cols, len(data.train.ys), {}))
+    assert _main("--model", str(path), "--no-plot", "--out", str(tmp_path / "m")) == 0
+    report = json.loads((tmp_path / "m" / "truncation.json").read_text())
+    assert report["sizes"] == {"B": 100, "T": 50, "D": 50, "H": 8}
+    sweep = hg.truncation_sweep(params, data.train.xs, data.train.ys, spec)
+    got = [row["rel_error"] for row in report["table"]]
+    np.testing.assert_allclose(got, sweep.rel_error, rtol=1e-12, atol=1e-300)
