@@ -73,7 +73,7 @@ def run(args):
               f"(absolute error {by})")
     else:
         print("no truth is known for these rows (they lie after the end of the data)")
-    path = args.plot or os.path.join(os.path.dirname(os.path.abspath(args.model)), "forecast.png")
+    path = args.plot or os.path.join(os.path.dirname(args.model), "forecast.png")
     plot_forecast(path, fc.rows, fc.values[:, 0], fc.truth[:, 0], fc.context_rows, fc.context[:, 0],
                   names[0], f"{len(fc.rows)}-step forecast from row {fc.rows[0]}")
     print(f"wrote {path}")
