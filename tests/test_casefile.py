@@ -304,3 +304,28 @@ def test_case_command_options(tmp_path, monkeypatch, capsys):
     res = _cli("case", "--out", "c.txt", cwd=tmp_path)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "must end in .npz or .json" in res.stderr and not (tmp_path / "d.npz").exists()
+
+
+@settings(max_examples=25)
+@given(name=st.sampled_from(["case.npz", "cand.npz", "case.json", "cand.json"]),
+       edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
+                      min_size=1, max_size=3))
+def test_fuzz_compare_command(tmp_path_factory, files, name, edits):
+    """`handgrad compare` on mutated files: exit 0, 1 or 2; a 2 is one line, never an internal
+    error (the CLI turns unexpected exceptions into exit 2 too, so that is checked here)."""
+    from handgrad.cli import main
+    data = bytearray(files[name].read_bytes())
+    for where, byte in edits:
+        data[int(where * len(data))] = byte
+    d = tmp_path_factory.mktemp("cli")
+    (d / name).write_bytes(bytes(data))
+    case = d / name if name.startswith("case") else files[name.replace("cand", "case")]
+    cand = d / name if name.startswith("cand") else files[name.replace("case", "cand")]
+    import contextlib
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["compare", str(case), str(cand)])
+    assert code in (0, 1, 2)
+    assert "internal error" not in err.getvalue()
+    if code == 2:
+        assert len(err.getvalue().strip().splitlines()) == 1

@@ -1,6 +1,5 @@
 """hg.check, hg.identify, hg.replay: verdicts, determinism, reports, candidate failures, the
 round-off floor, the step locator and the confirmation of expected values."""
-import dataclasses
 import os
 
 import numpy as np
@@ -269,3 +268,21 @@ def test_check_accepts_a_strategy():
     with pytest.raises(GradientMismatch) as info:
         check(chunked_rnn(spec, 3), spec, save_dir=None)
     assert info.value.case.sizes["T"] == 4
+
+
+def test_wrong_loss_is_reported_first():
+    def doubled(params, xs, ys, h0):
+        loss, grads = reference_candidate(SPEC)(params, xs, ys, h0)
+        return 2 * loss, grads
+    with pytest.raises(GradientMismatch) as info:
+        check(doubled, SPEC, save_dir=None)
+    e = info.value
+    assert e.param == "loss" and e.index == () and e.actual == 2 * e.expected
+    assert "mismatch in loss" in str(e)
+
+
+def test_database_only_where_asked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(GradientMismatch):
+        check(rnn(SPEC, "dropped_carry"), SPEC, save_dir=None, database=tmp_path / "db")
+    assert os.listdir(tmp_path) == ["db"] and os.listdir(tmp_path / "db")
