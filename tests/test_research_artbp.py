@@ -6,7 +6,7 @@ by probabilities that sum to one: TOLERANCES["jax"] (round-off of reordered floa
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import handgrad as hg
@@ -17,7 +17,6 @@ from handgrad.strategies import cases, make_case, specs
 TOL = hg.TOLERANCES["jax"]
 
 
-@settings(max_examples=40)
 @given(cases(spec=specs(truncation=st.none()), max_T=6, max_H=3, max_B=2),
        st.lists(st.floats(0.0, 0.9), min_size=6, max_size=6))
 def test_artbp_is_exactly_unbiased(case, cut):

@@ -5,7 +5,7 @@ the round-off of reordered float64 sums: TOLERANCES["jax"] (see tolerances.py).
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import handgrad as hg
@@ -19,7 +19,6 @@ def _with(spec, truncation):
     return hg.Spec(**{**spec.__dict__, "truncation": truncation})
 
 
-@settings(max_examples=40)
 @given(cases(spec=specs(truncation=st.none()), max_T=7, max_H=4))
 def test_sweep_equals_each_window_computed_alone(case):
     T = case.xs.shape[1]
@@ -40,7 +39,6 @@ def test_sweep_equals_each_window_computed_alone(case):
     assert hg.rel_error(sweep.full_dh0, full_dh0) <= TOL
 
 
-@settings(max_examples=20)
 @given(cases(spec=specs(truncation=st.none()), max_T=6, max_H=3))
 def test_sweep_curves_are_the_project_metrics(case):
     """The vectorised curves are exactly rel_error / cosine of the returned gradients."""
