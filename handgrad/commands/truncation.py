@@ -119,6 +119,8 @@ def _stages(args):
 def run(args):
     from ..research.study import (STUDY_SCHEMES, analyse, format_table, plot_stages, plot_study,
                                   stage_summary, table_rows, to_csv, to_json, train_scheme)
+    if args.train_study and (args.model or args.case):
+        raise ValueError("--train-study trains the tutorial task; leave out --model and --case")
     for name in ("model", "case"):
         path = getattr(args, name)
         if path and not os.path.isfile(path):
@@ -137,8 +139,6 @@ def run(args):
     if not args.no_plot:
         _write(os.path.join(out, "truncation.png"), plot_stages(stages, title))
     if args.train_study:
-        if args.model or args.case:
-            raise ValueError("--train-study trains the tutorial task; leave out --model and --case")
         from ..train import TrainConfig, tutorial_dataset
         data = tutorial_dataset()
         config = TrainConfig(seed=args.seed, epochs=args.study_epochs)
