@@ -4,7 +4,8 @@ Exit status: 0 every answer matches, 1 a mismatch (the same report as `hg.check`
 """
 from __future__ import annotations
 
-HELP = "check a candidate's loss and gradients file against a case file (exit 0 match, 1 mismatch, 2 bad file)"
+HELP = ("check a candidate's loss and gradients file against a case file "
+        "(exit 0 match, 1 mismatch, 2 bad file)")
 
 
 def add_arguments(parser):

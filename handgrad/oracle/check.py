@@ -52,8 +52,9 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
     `handgrad.strategies.WEIGHT_SCALES`); `h0`: None draws cases with and without an initial
     state, False only h0=None (for implementations that always start from zeros); `strategy`:
     your own Hypothesis strategy of `handgrad.strategies.Case`s instead (the size options are
-    then ignored), e.g. `cases(spec, max_T=12).filter(lambda c: c.xs.shape[1] % 3 == 0)`. Tolerance: `rtol`, or by the dtype of the candidate's
-    gradients (`TOLERANCES["float64"]` / `["float32"]`).
+    then ignored), e.g. `cases(spec, max_T=12).filter(lambda c: c.xs.shape[1] % 3 == 0)`.
+    Tolerance: `rtol`, or by the dtype of the candidate's gradients (`TOLERANCES["float64"]` /
+    `["float32"]`), above the round-off floor of the case (`oracle.conditioning`).
 
     Returns a `CheckReport` when every case passes. Raises `GradientMismatch` (an AssertionError)
     on the minimal failing case, after confirming the expected value, and saves that case to

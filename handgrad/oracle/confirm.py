@@ -59,8 +59,8 @@ def confirm(case, expected, param: str, index) -> list[str]:
         err = abs(numeric - hand) / scale if scale > 0 else abs(numeric - hand)
         worst = max(worst, err)
         if not err <= tol:
-            raise _fail(f"gradient (complex step along {'the element' if len(direction) == 1 else 'a random direction'}"
-                        f" disagrees by {err:.1e})")
+            along = "the element" if len(direction) == 1 else "a random direction"
+            raise _fail(f"gradient (complex step along {along} disagrees by {err:.1e})")
     done.append(f"complex step (error {worst:.0e})")
     jax_phrase = _confirm_jax(case, expected)
     if jax_phrase:

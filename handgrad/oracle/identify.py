@@ -183,8 +183,9 @@ def identify(candidate, spec, rtol: Optional[float] = None, schedule=SCHEDULE,
     note = None
     if isinstance(match, Detach):     # confirm as Chunks(k) on a length that k divides
         T_seen = T
-        match, others, T, err, runner, tol = _identify_at(candidate, full_spec,
-                                                     match.k * -(-T // match.k), rtol, save_dir, h0)
+        T_next = match.k * -(-T // match.k)                   # the next multiple of k
+        match, others, T, err, runner, tol = _identify_at(candidate, full_spec, T_next, rtol,
+                                                          save_dir, h0)
         if isinstance(match, Chunks):
             note = (f"  like PyTorch's h.detach() every {match.k} steps: at T={T_seen}, which "
                     f"{match.k} does not divide, its last chunk backpropagates only within itself, "
@@ -216,7 +217,8 @@ def _identify_at(candidate, spec, T: int, rtol, save_dir, h0=True):
                              got.dtype), exp, tol, case)
         if cmp.failing:
             raise mismatch(case, got, exp, cmp, save_dir=save_dir,
-                           header="identify: the loss, V or c is wrong (truncation cannot change them), so no convention matches; mismatch")
+                           header="identify: the loss, V or c is wrong (truncation cannot "
+                                  "change them), so no convention matches; mismatch")
     scored = []       # (error, name, others); the second case only for near matches
     for name, others in conventions(T, spec.output):
         err = _truncation_error(answers[0], _expected(cases[0], name))
@@ -272,6 +274,7 @@ def _message(match, others, T, err, runner, tol, spec, seconds) -> str:
         lines.append(f"  {_name(runner[0])} is also within rtol {tol:.0e} ({runner[1]:.1e}): "
                      "the two cannot be told apart at this precision")
     sep = (f"; closest other: {_name(runner[0])} at {runner[1]:.1e}" if runner else "")
-    lines.append(f"  relative error {err:.1e}{sep}; {describe_spec(dataclasses.replace(spec, truncation=match))}")
+    matched = dataclasses.replace(spec, truncation=match)
+    lines.append(f"  relative error {err:.1e}{sep}; {describe_spec(matched)}")
     lines.append(f"  identified in {seconds:.2f} s")
     return "\n".join(lines)
