@@ -112,12 +112,25 @@ def _blas() -> str:
         return "unknown"
 
 
+def code_version() -> dict:
+    """The commit measured, and whether handgrad/ had uncommitted changes."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, timeout=10,
+                              capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "handgrad"], cwd=root,
+                               timeout=10, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown"}
+    return {"commit": head or "unknown", "handgrad_uncommitted_changes": bool(dirty)}
+
+
 def machine() -> dict:
     """What the numbers came from: CPU, cores, BLAS, library versions, load."""
     info = {"cpu": _lscpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "blas": _blas(), "platform": platform.platform(),
             "loadavg_start": list(os.getloadavg()),
-            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **code_version()}
     for mod in ("jax", "torch"):
         if mod in sys.modules:
             info[mod] = sys.modules[mod].__version__

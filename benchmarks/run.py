@@ -22,7 +22,7 @@ if __package__ in (None, ""):   # run as a script: make `benchmarks` importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import handgrad as hg                                            # noqa: E402
-from benchmarks import problems, report, sections               # noqa: E402
+from benchmarks import problems, report, sections, timing       # noqa: E402
 
 SEED = 0
 REPEATS = 9              # timed samples per implementation; the median is reported
@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, metavar="N",
                         help="limit numpy's BLAS, PyTorch and XLA to N threads (needs "
                              "threadpoolctl; default: each library's own choice)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: elapsed time (default); cpu: this process's CPU time, the "
+                             "steadier choice with --threads 1 on a shared machine")
     parser.add_argument("--out", default=None,
                         help="JSON path (default: benchmarks/results/<UTC time>[-quick].json)")
     return parser
@@ -128,6 +131,7 @@ def limit_threads(n: int) -> dict:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     threads = limit_threads(args.threads) if args.threads is not None else {"threads": "default"}
+    timing.use_clock(args.clock)
     if args.quick:   # a smoke run: compile JAX fast (its times then mean nothing)
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + QUICK_XLA_FLAGS).strip()
     names = args.only or DEFAULT_SECTIONS + (("tests",) if args.tests else ())
@@ -146,6 +150,7 @@ def main(argv=None) -> int:
     info = report.machine()
     info["loadavg_end"] = list(os.getloadavg())
     info.update(threads)
+    info["clock"] = args.clock
     payload = {"machine": info, "quick": args.quick, "seconds": time.perf_counter() - started,
                "sections": {s.name: s.as_dict() for s in done},
                "targets": [t.as_dict() for s in done for t in s.targets]}
