@@ -69,14 +69,14 @@ def test_default_run_learns_the_sine_task_and_writes_three_files(tmp_path):
 
 
 def test_same_seed_same_bits(tmp_path):
-    args = ["train", "--epochs", "1", "--hidden", "16", "--shuffle", "--quiet"]
-    a, b, c = (handgrad(*args, "--seed", s, "--out", tmp_path / n)
-               for n, s in (("a", 3), ("b", 3), ("c", 4)))
-    assert a.returncode == b.returncode == c.returncode == 0
-    ma, mb, mc = (load_model(str(tmp_path / n / "model.npz")) for n in "abc")
+    """Two separate processes, same options and seed: identical weights (a different seed
+    giving different weights is checked in test_train_unit.py)."""
+    args = ["train", "--epochs", "1", "--hidden", "16", "--shuffle", "--seed", "3", "--quiet"]
+    a, b = (handgrad(*args, "--out", tmp_path / n) for n in "ab")
+    assert a.returncode == b.returncode == 0
+    ma, mb = (load_model(str(tmp_path / n / "model.npz")) for n in "ab")
     for x, y in zip(ma.params[:3], mb.params[:3]):
         assert np.array_equal(x, y)
-    assert not np.array_equal(ma.params.W, mc.params.W)
     assert metrics(tmp_path / "a")["val_rmse"] == metrics(tmp_path / "b")["val_rmse"]
 
 

@@ -26,6 +26,12 @@ def models(tmp_path_factory):
     return d
 
 
+def test_forecast_bad_model_in_a_real_process(models):
+    r = handgrad("forecast", models / "sine" / "metrics.json")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "not a handgrad model" in r.stderr and "Traceback" not in r.stderr
+
+
 def _rows(out):
     return re.findall(r"^(\d+)\s+(-?[\d.e+-]+)\s*(-?[\d.e+-]+)?$", out, re.M)
 
@@ -65,9 +71,16 @@ def test_forecast_past_the_end_of_the_data(models, tmp_path):
     (["{m}/garbage.npz"], "not a handgrad model"),
     (["{m}/sine/metrics.json"], "not a handgrad model"),
 ])
-def test_forecast_bad_input_exits_2_with_one_line(models, args, needle):
+def test_forecast_bad_input_exits_2_with_one_line(models, capsys, args, needle):
+    """In this process (the same entry point, no interpreter start per case)."""
+    from handgrad.cli import main
     (models / "garbage.npz").write_bytes(b"PK\x03\x04 truncated zip")
-    r = handgrad("forecast", *[a.replace("{m}", str(models)) for a in args])
+    try:
+        code = main(["forecast", *[a.replace("{m}", str(models)) for a in args]])
+    except SystemExit as exc:                 # argparse usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    r = subprocess.CompletedProcess(args, code, out, err)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr and needle in lines[0], r.stderr

@@ -43,16 +43,25 @@ def test_tutorial_shows_every_bug_with_a_measured_effect(quick_model):
     assert "seeds 0..1 gives val RMSE" in out
 
 
-def test_tutorial_bad_input_exits_2_with_one_line(tmp_path):
-    for args in (["--seeds", "-1"], ["--epochs", "0"], ["--model", tmp_path / "none.npz"],
-                 ["--bogus"]):
-        r = handgrad("tutorial", *args)
-        assert r.returncode == 2, (args, r.stderr)
-        assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
-    csv_model = tmp_path / "m"
+def test_tutorial_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    from handgrad.cli import main
+    r = handgrad("tutorial", "--seeds", "-1")                  # one as a real process
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr
     data = tmp_path / "d.csv"
     data.write_text("a,b\n" + "\n".join(f"{i % 7},{i % 3}" for i in range(40)))
-    assert handgrad("train", "--csv", data, "--epochs", "1", "--hidden", "4", "--quiet",
-                    "--out", csv_model).returncode == 0
-    r = handgrad("tutorial", "--model", csv_model / "model.npz", "--seeds", "0")
-    assert r.returncode == 2 and "sine task" in r.stderr
+    assert main(["train", "--csv", str(data), "--epochs", "1", "--hidden", "4", "--quiet",
+                 "--out", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    for args, needle in ((["--epochs", "0"], "--epochs"),
+                         (["--model", str(tmp_path / "none.npz")], "not a file"),
+                         (["--bogus"], "unrecognized"),
+                         (["--model", str(tmp_path / "m" / "model.npz"), "--seeds", "0"],
+                          "sine task")):
+        try:
+            code = main(["tutorial", *args])
+        except SystemExit as exc:
+            code = exc.code
+        err = capsys.readouterr().err
+        assert code == 2, (args, err)
+        assert len(err.strip().splitlines()) == 1 and needle in err, err
