@@ -95,17 +95,26 @@ def make_case(spec: Spec, B: int, T: int, D: int, H: int, O: int, scale: str = "
     return Case(spec, params, xs, ys, h0, scale, seed)
 
 
-@st.composite
-def cases(draw, spec=None, max_B: int = 3, max_T: int = 6, max_D: int = 3, max_H: int = 4,
+def cases(spec=None, max_B: int = 3, max_T: int = 6, max_D: int = 3, max_H: int = 4,
           max_O: int = 3, scales=tuple(WEIGHT_SCALES), h0=None):
     """Random cases: sizes from 1 up to the maxima, a spec (`spec`: a Spec, a strategy, or None
     for `specs()`), a weight scale from `scales`, h0 given or None (`h0`: None draws either,
     True always gives one, False never)."""
+    # the component strategies are built once here, not inside every draw: building them
+    # (st.builds inspects Spec's signature) cost more than drawing from them
     if spec is None:
         spec = specs(max_k=max_T + 1)
-    spec = draw(spec) if isinstance(spec, st.SearchStrategy) else spec
-    sizes = [draw(st.integers(1, m)) for m in (max_B, max_T, max_D, max_H, max_O)]
-    scale = draw(st.sampled_from(list(scales)))
-    with_h0 = draw(st.booleans()) if h0 is None else bool(h0)
-    seed = draw(st.integers(0, 2**32 - 1))
-    return make_case(spec, *sizes, scale=scale, seed=seed, with_h0=with_h0)
+    size_strategies = [st.integers(1, m) for m in (max_B, max_T, max_D, max_H, max_O)]
+    scale_strategy = st.sampled_from(list(scales))
+    booleans, seeds = st.booleans(), st.integers(0, 2**32 - 1)
+
+    @st.composite
+    def draw_case(draw):
+        spec_ = draw(spec) if isinstance(spec, st.SearchStrategy) else spec
+        sizes = [draw(s) for s in size_strategies]
+        scale = draw(scale_strategy)
+        with_h0 = draw(booleans) if h0 is None else bool(h0)
+        seed = draw(seeds)
+        return make_case(spec_, *sizes, scale=scale, seed=seed, with_h0=with_h0)
+
+    return draw_case()
