@@ -19,7 +19,7 @@ from ._validate import check_h0, check_inputs, check_params, check_spec, check_x
 from .losses import loss_and_output_grad
 from .nonlin import act, act_derivative
 from .params import Params
-from .spec import segments
+from .spec import Window, segments
 
 
 class Forward(NamedTuple):
@@ -33,18 +33,20 @@ def forward_states(params: Params, xs_tm, h_start, activation: str) -> Forward:
     Works for real and complex arrays alike (complex-step differentiation uses it).
     """
     U, W, _, b, _ = params
-    T, B, _ = xs_tm.shape
+    T, B, D = xs_tm.shape
+    H = W.shape[0]
     dtype = np.result_type(xs_tm, h_start, *params.arrays().values())
-    hs = np.empty((T + 1, B, W.shape[0]), dtype)
+    hs = np.empty((T + 1, B, H), dtype)
     hs[0] = h_start
-    pre = xs_tm @ U.T                                 # U x_t for every t in one product, (T, B, H)
+    pre = (xs_tm.reshape(T * B, D) @ U.T).reshape(T, B, H)   # U x_t for every t in one product
     if b is not None:
         pre += b
+    WT = np.ascontiguousarray(W.T)
     with np.errstate(over="ignore"):                  # sigmoid's exp(-a) -> inf is exact (see act)
         for t in range(1, T + 1):
-            pre[t - 1] += hs[t - 1] @ W.T             # a_t = U x_t + b + W h_{t-1}
+            pre[t - 1] += hs[t - 1] @ WT              # a_t = U x_t + b + W h_{t-1}
             act(activation, pre[t - 1], out=hs[t])    # h_t = act(a_t)
-    return Forward(hs, act_derivative(activation, pre))   # act'(a_t) for every t at once
+    return Forward(hs, act_derivative(activation, pre, out=pre))   # act'(a_t), in place of a_t
 
 
 def outputs(params: Params, hs_steps):
@@ -73,23 +75,16 @@ def backward(params: Params, xs_tm, fwd: Forward, dos, spec):
     hs_out = output_states(hs, spec.output)
     dV = dos.reshape(-1, O).T @ hs_out.reshape(-1, H)      # sum_t do_t h_t^T
     dc = dos.sum(axis=(0, 1)) if c is not None else None  # sum_t do_t
-    dh_loss = dos @ V                                      # (S, B, H) dL/dh_t through o_t alone
-    first_loss_step = 1 if spec.output == "all" else T     # the step of dh_loss[0]
+    dh_loss = (dos.reshape(-1, O) @ V).reshape(-1, B, H)   # (S, B, H) dL/dh_t through o_t alone
 
-    # the recurrence, one backward sweep per group of loss terms sharing a cut (spec.segments)
-    das = np.zeros((T, B, H))                              # dL/da_t, summed over the sweeps
-    dh0 = np.zeros((B, H))
-    for seg in segments(spec.truncation, T, spec.output):
-        dh = np.zeros((B, H))                              # dL/dh_t carried from step t + 1
-        for t in range(seg.last, seg.cut, -1):
-            if t >= seg.first:
-                dh = dh + dh_loss[t - first_loss_step]     # h_t -> o_t -> loss term t
-            da = dh * dact[t - 1]                          # h_t = act(a_t)
-            das[t - 1] += da
-            dh = da @ W                                    # a_t = ... + W h_{t-1}: carry to h_{t-1}
-        if seg.cut == 0:
-            dh0 += dh                                      # h_0 is an input, never cut
-        # else h_cut is a constant of the surrogate: its gradient stops here
+    # the recurrence: dL/da_t for every t, summed over the backward sweeps of the truncation
+    window = spec.truncation.k if isinstance(spec.truncation, Window) else None
+    if spec.output == "all" and window is not None and window < T - 1:
+        das, dh0 = window_sweeps(dh_loss, dact, W, window)
+    else:
+        first_loss_step = 1 if spec.output == "all" else T
+        das, dh0 = segment_sweeps(dh_loss, dact, W, segments(spec.truncation, T, spec.output),
+                                  first_loss_step)
 
     # a_t = U x_t + W h_{t-1} + b: the time sums are single matrix products
     flat_da = das.reshape(T * B, H)
@@ -97,6 +92,54 @@ def backward(params: Params, xs_tm, fwd: Forward, dos, spec):
     dU = flat_da.T @ xs_tm.reshape(T * B, -1)              # sum_t da_t x_t^T
     db = flat_da.sum(axis=0) if b is not None else None    # sum_t da_t
     return Params(dU, dW, dV, db, dc), dh0
+
+
+def segment_sweeps(dh_loss, dact, W, sweeps, first_loss_step: int):
+    """dL/da_t (T, B, H) and dL/dh_0 (B, H), one backward sweep (spec.Segment) at a time.
+
+    dh_loss: (S, B, H), dL/dh_t through o_t alone, dh_loss[0] belonging to step first_loss_step;
+    dact: (T, B, H) act'(a_t); W: (H, H).
+    """
+    T, B, H = dact.shape
+    das = np.zeros((T, B, H))                              # dL/da_t, summed over the sweeps
+    dh0 = np.zeros((B, H))
+    dh, da = np.empty((B, H)), np.empty((B, H))
+    for seg in sweeps:
+        dh[...] = 0.0                                      # dL/dh_t carried from step t + 1
+        for t in range(seg.last, seg.cut, -1):
+            if t >= seg.first:
+                dh += dh_loss[t - first_loss_step]         # h_t -> o_t -> loss term t
+            np.multiply(dh, dact[t - 1], out=da)           # h_t = act(a_t): da = dh * act'(a_t)
+            das[t - 1] += da
+            np.matmul(da, W, out=dh)                       # a_t = ... + W h_{t-1}: carry to h_{t-1}
+        if seg.cut == 0:
+            dh0 += dh                                      # h_0 is an input, never cut
+        # else h_cut is a constant of the surrogate: its gradient stops here
+    return das, dh0
+
+
+def window_sweeps(dh_loss, dact, W, k: int):
+    """`Window(k)` with a loss at every step, all T sweeps at once, one lag at a time.
+
+    The sweep of loss step t covers steps t, t-1, ..., max(1, t-k). At lag i it is at step
+    s = t - i, so the sweeps of t = i+1..T sit on the steps s = 1..T-i: one (T-i, B, H) block and
+    one matrix product per lag, instead of T sweeps of k+1 small products each.
+    dh_loss: (T, B, H); dact: (T, B, H); W: (H, H); 0 <= k < T - 1.
+    """
+    T, B, H = dact.shape
+    das = np.zeros((T, B, H))                              # dL/da_s, summed over the sweeps
+    dh0 = np.zeros((B, H))
+    carry = dh_loss.copy()                                 # carry[t-1]: sweep t's dL_t/dh_s
+    da = np.empty((T, B, H))
+    for i in range(k + 1):
+        n = T - i                                          # sweeps t = i+1..T, at steps s = 1..n
+        np.multiply(carry[i:], dact[:n], out=da[:n])       # h_s = act(a_s): da = dh * act'(a_s)
+        das[:n] += da[:n]
+        np.matmul(da[:n].reshape(n * B, H), W,             # a_s = ... + W h_{s-1}: carry to h_{s-1}
+                  out=carry[i:].reshape(n * B, H))
+        dh0 += carry[i]                                    # sweep t = i+1 has reached h_0
+    # after k+1 steps each remaining sweep stops at its cut h_{t-k-1}, a constant
+    return das, dh0
 
 
 def time_major(xs, ys, spec):

@@ -45,20 +45,26 @@ def _sigmoid_analytic(a):
     return np.where(s > 0, 1.0, e) / (1.0 + e)   # 1/(1+e^-a) for a >= 0, e^a/(1+e^a) below
 
 
-def act_derivative(activation: str, a):
-    """act'(a), elementwise, accurate where the unit saturates.
+def act_derivative(activation: str, a, out=None):
+    """act'(a), elementwise, accurate where the unit saturates; `out` may be `a` itself.
 
-    Computing it from the output (h(1 - h), 1 - h^2) cancels catastrophically when h is near
-    its limits; here it comes from e = exp(-|a|) (or exp(-2|a|)), so a saturated unit gets its
-    true tiny derivative instead of round-off:
-      sigmoid'(a) = sigma(a) sigma(-a) = e / (1 + e)^2,   e = exp(-|a|)
-      tanh'(a)    = sech^2(a)          = 4e / (1 + e)^2,  e = exp(-2|a|)
+    Computing it from the output (h(1 - h), 1 - h^2) cancels catastrophically when h is near its
+    limits; these forms keep full relative accuracy for any a (and are analytic):
+      tanh'(a)    = sech^2(a)                 = 1 / cosh(a)^2
+      sigmoid'(a) = sigma(a) sigma(-a)        = 1 / (2 + 2 cosh(a))
+    cosh(a) (or its square) overflows to inf for |a| > 710 (355), where the true derivative is
+    below 1e-308: the result is then exactly 0, and that overflow is expected, not reported.
     """
     if activation not in ("sigmoid", "tanh"):
         raise ValueError(f"activation must be 'sigmoid' or 'tanh', got {activation!r}")
-    k = 1.0 if activation == "sigmoid" else 2.0
-    e = np.exp(-k * _sign(a) * a) if np.iscomplexobj(a) else np.exp(-k * np.abs(a))
-    return (e if activation == "sigmoid" else 4.0 * e) / (1.0 + e) ** 2
+    with np.errstate(over="ignore"):
+        out = np.cosh(a, out=out)
+        if activation == "tanh":
+            np.square(out, out=out)
+        else:
+            out *= 2.0
+            out += 2.0
+    return np.reciprocal(out, out=out)
 
 
 def log_softmax(o):
