@@ -84,7 +84,8 @@ def add_arguments(p):
     task.add_argument("--csv", metavar="FILE", help="train on this CSV file (header row, one row "
                       "per time step) instead of the sine wave")
     task.add_argument("--columns", type=_names, metavar="A,B",
-                      help="CSV columns the model reads at each step (default: all numeric ones)")
+                      help="CSV columns the model reads at each step (may be omitted when the file has "
+                           "one numeric column)")
     task.add_argument("--target", type=_names, metavar="A",
                       help="column(s) to predict one step ahead (default: the first of --columns)")
     task.add_argument("--window", type=_int_at_least(1), metavar="T",
@@ -155,6 +156,10 @@ def build_data(args):
         targets = None
     else:
         series = load_csv(args.csv, args.columns)
+        if args.columns is None and len(series.columns) > 1:
+            raise ValueError(f"{args.csv} has the numeric columns {', '.join(series.columns)}: "
+                             "name the ones the model reads with --columns (and the one to "
+                             "predict with --target)")
         window = 20 if args.window is None else args.window
         inputs = args.inputs or "steps"
         targets = args.target
