@@ -50,8 +50,8 @@ def test_tutorial_bad_input_exits_2_with_one_line(tmp_path, capsys):
     assert "Traceback" not in r.stderr
     data = tmp_path / "d.csv"
     data.write_text("a,b\n" + "\n".join(f"{i % 7},{i % 3}" for i in range(40)))
-    assert main(["train", "--csv", str(data), "--epochs", "1", "--hidden", "4", "--quiet",
-                 "--out", str(tmp_path / "m")]) == 0
+    assert main(["train", "--csv", str(data), "--columns", "a,b", "--epochs", "1", "--hidden",
+                 "4", "--quiet", "--out", str(tmp_path / "m")]) == 0
     capsys.readouterr()
     for args, needle in ((["--epochs", "0"], "--epochs"),
                          (["--model", str(tmp_path / "none.npz")], "not a file"),
