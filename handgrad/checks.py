@@ -123,3 +123,54 @@ def describe(agr: Agreement) -> str:
     detail = ", ".join(f"{k} {v:.1e}" for k, v in agr.errors.items())
     return (f"hand vs {agr.method}: worst {agr.worst_name} rel error {agr.worst:.2e} "
             f"(tolerance {agr.tolerance:.0e}); all: {detail}")
+
+
+# --- `handgrad check`: a fixed tour of the family ------------------------------------------
+
+CHECK_SIZES = dict(B=2, T=7, D=3, H=4, O=3)   # one shape for every spec: JAX compiles once
+
+
+def check_specs():
+    """(spec, weight scale, h0 given) covering every activation, bias, output, loss, reduction
+    and truncation kind, each weight scale, with and without h0."""
+    from .spec import TBPTT, Chunks, Spec, Window
+    S = Spec
+    return [
+        (S.tutorial(), "tutorial", False),
+        (S("sigmoid", False, "last", "half_squared", "sum", Window(5)), "moderate", True),
+        (S("tanh", True, "all", "half_squared", "sum", None), "moderate", False),
+        (S("tanh", True, "all", "squared", "mean", Window(2)), "saturating", True),
+        (S("sigmoid", True, "all", "cross_entropy", "mean", Chunks(3)), "moderate", True),
+        (S("tanh", False, "last", "cross_entropy", "sum", TBPTT(2, 4)), "small", False),
+        (S("sigmoid", True, "last", "squared", "sum", None), "saturating", True),
+        (S("tanh", False, "all", "cross_entropy", "sum", Window(0)), "tutorial", True),
+        (S("sigmoid", False, "all", "half_squared", "mean", TBPTT(3, 5)), "small", True),
+        (S("tanh", True, "last", "half_squared", "mean", Chunks(2)), "moderate", False),
+        (S("sigmoid", True, "all", "squared", "sum", Window(4)), "tutorial", False),
+        (S("tanh", True, "all", "cross_entropy", "mean", TBPTT(1, 3)), "saturating", False),
+    ]
+
+
+class CheckRow(NamedTuple):
+    """One spec of `handgrad check`: its case and one Agreement per method run."""
+
+    case: object            # strategies.Case
+    agreements: dict        # method -> Agreement
+
+    @property
+    def ok(self) -> bool:
+        return all(a.ok for a in self.agreements.values())
+
+
+def run_check(seed: int = 0, methods=METHODS, specs=None) -> list:
+    """Hand gradients against each of `methods` on every spec of `check_specs()` (or `specs`).
+
+    Returns a list of CheckRow. Drop "jax" from `methods` when jax is not installed.
+    """
+    from .strategies import make_case
+    rows = []
+    for i, (spec, scale, with_h0) in enumerate(check_specs() if specs is None else specs):
+        case = make_case(spec, **CHECK_SIZES, scale=scale, seed=seed * 1000 + i, with_h0=with_h0)
+        answer = hand(case)
+        rows.append(CheckRow(case, {m: agreement(case, m, answer) for m in methods}))
+    return rows

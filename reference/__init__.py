@@ -191,8 +191,13 @@ def loss_and_grads(params, xs, ys, spec, h0=None, wrt_h0: bool = False):
     would compile once and rarely be reused; eager execution of these small problems is faster.
     """
     jparams, jh0, xs_tm, ys_tm, spec = _prepare(params, xs, ys, spec, h0)
+    # without biases, differentiate with respect to b = c = 0 too and drop those gradients: the
+    # same model, and JAX then traces the same computation for both kinds of spec (fewer
+    # compilations: a constant b would be a different trace from a differentiated one)
     value, (g, dh0) = jax.value_and_grad(surrogate_loss, argnums=(0, 1))(
-        jparams, jh0, xs_tm, ys_tm, spec)
+        _zero_biases(jparams), jh0, xs_tm, ys_tm, spec)
+    if not spec.bias:
+        g = g._replace(b=None, c=None)
     grads = Params(*(None if p is None else np.asarray(p, dtype=np.float64) for p in g))
     out = float(value), grads
     return (*out, np.asarray(dh0, dtype=np.float64)) if wrt_h0 else out
