@@ -107,12 +107,12 @@ def load_model(path: str) -> Model:
         (not (isinstance(columns, list) and len(columns) == C and all(isinstance(c, str) for c in columns)),
          f"meta.columns must be {C} names"),
         (not (isinstance(targets, list) and len(targets) == O
-              and all(isinstance(t, int) and 0 <= t < C for t in targets)),
+              and all(_is_int(t) and 0 <= t < C for t in targets)),
          f"meta.target_cols must be {O} column indices below {C}"),
         (inputs not in INPUTS, f"meta.inputs must be one of {INPUTS}"),
-        (not (isinstance(window, int) and 1 <= window < N), f"meta.window must lie in [1, {N})"),
-        (not (isinstance(n_train, int) and 1 <= n_train < N - window if isinstance(window, int) else True),
-         "meta.n_train out of range"),
+        (not (_is_int(window) and 1 <= window < N), f"meta.window must lie in [1, {N})"),
+        (not (_is_int(n_train) and _is_int(window) and 1 <= n_train < N - window),
+         f"meta.n_train must lie in [1, {N} - window)"),
     ]
     for bad, message in problems:
         if bad:
@@ -123,6 +123,10 @@ def load_model(path: str) -> Model:
                          f"{window} and {C} column(s) needs {want_D}")
     return Model(params, spec, Series(series, tuple(columns), str(meta.get("source", ""))),
                  Scaler(center, scale), inputs, window, tuple(targets), n_train, meta)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _meta(path, arr) -> dict:
