@@ -202,3 +202,40 @@ def test_first_forecast_step_is_the_models_prediction_and_later_steps_feed_back(
         forecast(model, 0)
     with pytest.raises(ValueError, match="start"):
         forecast(model, 2, start=2)
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def model_bytes(tmp_path_factory):
+    data = _small_data()
+    r = train(data, _small_config(epochs=1), progress=False)
+    path = tmp_path_factory.mktemp("fuzz") / "m.npz"
+    save_model(str(path), Model(r.params, r.spec, data.series, data.scaler, data.inputs,
+                                data.window, data.target_cols, len(data.train.ys), {}))
+    return path.read_bytes()
+
+
+def _load_or_value_error(tmp_path, blob):
+    path = tmp_path / "fuzz.npz"
+    path.write_bytes(blob)
+    try:
+        load_model(str(path))
+    except ValueError:
+        pass                                   # the only failure a user may see (exit 2)
+
+
+@given(blob=st.binary(max_size=400))
+def test_fuzz_model_loader_random_bytes(tmp_path_factory, blob):
+    _load_or_value_error(tmp_path_factory.mktemp("b"), blob)
+
+
+@given(data=st.data())
+def test_fuzz_model_loader_mutated_file(tmp_path_factory, model_bytes, data):
+    blob = bytearray(model_bytes)
+    for _ in range(data.draw(st.integers(1, 8))):
+        i = data.draw(st.integers(0, len(blob) - 1))
+        blob[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(len(blob) // 2, len(blob)))
+    _load_or_value_error(tmp_path_factory.mktemp("m"), bytes(blob[:cut]))
