@@ -49,6 +49,10 @@ def _dot(grads, dh0, direction, direction_h0):
 @settings(max_examples=8)
 @given(specs(max_k=14), st.sampled_from(["moderate", "saturating", "tutorial"]),
        st.integers(0, 2**32 - 1))
+# found by this test (ci profile): numdiff's central step did not shrink with the length of the
+# direction, error 2e-5 at saturating weights; fixed in handgrad/numdiff.py
+@example(hg.Spec(activation="tanh", bias=True, output="last", loss="half_squared",
+                 reduction="sum", truncation=None), "saturating", 0)
 def test_directional_derivatives_of_a_larger_problem(spec, scale, seed):
     """Random directions v: sum(grad * v) == d/ds loss(x + s v), by complex step and by central
     differences, on B=4, T=12, D=5, H=8, O=4."""
