@@ -15,6 +15,11 @@ S output steps (T for `output="all"`, 1 for `"last"`).
 
 float64 is switched on when this package is imported (`jax_enable_x64`).
 
+The time loop calls a jitted one-step function (and a jitted one-output-step loss): JAX compiles
+per array shape, and a compiled step serves every T, truncation and loss of the same sizes,
+which keeps the test suite's many small random problems fast. Autodiff sees through the jitted
+calls; nothing about the derivative is written by hand.
+
 Truncation, as the contract defines it: the loss terms of one backward sweep (a `Segment` of
 `handgrad.spec.segments`: steps first..last sharing the cut step `cut`) see the hidden state
 h_cut as a constant. So the surrogate loss runs, for each segment, a fresh forward pass over
@@ -56,8 +61,8 @@ def act(activation: str, a):
     """h = act(a), written so that autodiff of it is accurate when the unit saturates.
 
     handgrad.nonlin computes act(a) and act'(a) separately (`act`, `act_derivative`); here only
-    act(a) is written, and autodiff finds the derivative. Why not jnp.tanh / jax.nn.sigmoid: JAX derives their derivative from the output,
-    (1 - h)(1 + h) and h (1 - h). Near saturation h rounds to +-1 (or 1), and those products lose
+    act(a) is written, and autodiff finds the derivative. Why not jnp.tanh / jax.nn.sigmoid:
+    JAX derives their derivative from the output, (1 - h)(1 + h) and h (1 - h). Near saturation h rounds to +-1 (or 1), and those products lose
     every significant digit (or become exactly zero) although the true derivative, e.g.
     sech^2(20) ~ 1.7e-17, is a perfectly representable number. handgrad computes act'(a) from
     e = exp(-|a|) instead, as does the complex step; a reference with output-based derivatives
