@@ -192,8 +192,8 @@ def loss_and_grads(params, xs, ys, spec, h0=None, wrt_h0: bool = False):
     xs: (B, T, D); ys: (B, O) | (B, T, O) floats or (B,) | (B, T) int class ids;
     h0: (B, H) or None (zeros). Returns (loss, grads) or (loss, grads, dh0), numpy float64.
 
-    Not jitted on purpose: the test suite draws many different shapes and specs, each of which
-    would compile once and rarely be reused; eager execution of these small problems is faster.
+    The whole loss is not jitted on purpose: each (spec, T, shapes) would compile once and
+    rarely be reused; only the one-step functions are (see the module docstring).
     """
     jparams, jh0, xs_tm, ys_tm, spec = _prepare(params, xs, ys, spec, h0)
     # without biases, differentiate with respect to b = c = 0 too and drop those gradients: the
