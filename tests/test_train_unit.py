@@ -239,3 +239,20 @@ def test_fuzz_model_loader_mutated_file(tmp_path_factory, model_bytes, data):
         blob[i] = data.draw(st.integers(0, 255))
     cut = data.draw(st.integers(len(blob) // 2, len(blob)))
     _load_or_value_error(tmp_path_factory.mktemp("m"), bytes(blob[:cut]))
+
+
+_csv_text = st.lists(st.lists(st.sampled_from(["1", "2.5", "-3e2", "nan", "x", "", " 4 ", '"5"',
+                                                "inf", "1,2", "\x00"]), min_size=1, max_size=4),
+                     max_size=30).map(lambda rows: "a,b,c\n" + "\n".join(",".join(r) for r in rows))
+
+
+@given(text=st.one_of(st.text(max_size=300), _csv_text))
+def test_fuzz_csv_reader_and_dataset(tmp_path_factory, text):
+    from handgrad.train import load_csv
+    path = tmp_path_factory.mktemp("csv") / "f.csv"
+    path.write_text(text, encoding="utf-8")
+    try:
+        series = load_csv(str(path), None)
+        build_dataset(series, 3, "steps", None, 1 / 3, "maxabs")
+    except ValueError:
+        pass
