@@ -93,6 +93,33 @@ def render(sections: list) -> str:
     return "\n".join(parts)
 
 
+def from_dict(name: str, data: dict) -> Section:
+    """A Section back from its JSON form (`Section.as_dict`)."""
+    targets = []
+    for t in data["targets"]:
+        op, bound = t["target"].split()
+        targets.append(Target(t["name"], t["value"], op, float(bound), t.get("note", "")))
+    return Section(name, data["columns"], data["rows"], targets, data["notes"])
+
+
+def describe(info: dict) -> str:
+    """One line on what the numbers came from."""
+    libs = ", ".join(f"{k} {info[k]}" for k in ("numpy", "jax", "torch") if k in info)
+    return (f"{info.get('cpu')}, {info.get('cores')} cores; BLAS {info.get('blas')}; "
+            f"Python {info.get('python')}; {libs}; threads {info.get('threads')}, clock "
+            f"{info.get('clock')}; commit {info.get('commit')}"
+            f"{' + uncommitted handgrad changes' if info.get('handgrad_uncommitted_changes') else ''}"
+            f"; load average {info.get('loadavg_start', ['?'])[0]:.1f} at the start; {info.get('utc')}")
+
+
+def render_file(path: str) -> str:
+    """The tables of a results JSON file, with its machine line (for the README)."""
+    with open(path) as f:
+        payload = json.load(f)
+    sections = [from_dict(n, d) for n, d in payload["sections"].items()]
+    return f"Machine: {describe(payload['machine'])}\n\n" + render(sections)
+
+
 def _lscpu_model() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout

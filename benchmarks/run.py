@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall: elapsed time (default); cpu: this process's CPU time, the "
                              "steadier choice with --threads 1 on a shared machine")
+    parser.add_argument("--render", default=None, metavar="JSON",
+                        help="print the tables of an earlier results file and exit")
     parser.add_argument("--out", default=None,
                         help="JSON path (default: benchmarks/results/<UTC time>[-quick].json)")
     return parser
@@ -130,6 +132,13 @@ def limit_threads(n: int) -> dict:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.render:
+        try:
+            print(report.render_file(args.render))
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"cannot render {args.render}: {exc}", file=sys.stderr)
+            return 2
+        return 0
     threads = limit_threads(args.threads) if args.threads is not None else {"threads": "default"}
     timing.use_clock(args.clock)
     if args.quick:   # a smoke run: compile JAX fast (its times then mean nothing)

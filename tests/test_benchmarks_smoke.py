@@ -34,6 +34,10 @@ def test_quick_run_prints_table_and_writes_json(tmp_path):
     assert any(n.startswith("handgrad/jax") for n in names)
     assert all(t["met"] in (True, False) for t in data["targets"])
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".bench-")]   # atomic write
+    shown = subprocess.run([sys.executable, SCRIPT, "--render", str(out)], capture_output=True,
+                           text=True, timeout=60, cwd=ROOT)
+    assert shown.returncode == 0 and shown.stdout.startswith("Machine: "), shown.stderr
+    assert "## targets" in shown.stdout
 
 
 def test_unknown_section_is_a_usage_error():
