@@ -81,15 +81,17 @@ def backward(params: Params, xs_tm, fwd: Forward, dos, spec):
     window = spec.truncation.k if isinstance(spec.truncation, Window) else None
     if spec.output == "all" and window is not None and window < T - 1:
         das, dh0 = window_sweeps(dh_loss, dact, W, window)
+        lo = 0
     else:
+        sweeps = segments(spec.truncation, T, spec.output)
         first_loss_step = 1 if spec.output == "all" else T
-        das, dh0 = segment_sweeps(dh_loss, dact, W, segments(spec.truncation, T, spec.output),
-                                  first_loss_step)
+        das, dh0 = segment_sweeps(dh_loss, dact, W, sweeps, first_loss_step)
+        lo = min(seg.cut for seg in sweeps)                # no sweep reaches steps 1..lo: da = 0
 
-    # a_t = U x_t + W h_{t-1} + b: the time sums are single matrix products
-    flat_da = das.reshape(T * B, H)
-    dW = flat_da.T @ hs[:-1].reshape(T * B, H)             # sum_t da_t h_{t-1}^T
-    dU = flat_da.T @ xs_tm.reshape(T * B, -1)              # sum_t da_t x_t^T
+    # a_t = U x_t + W h_{t-1} + b: the time sums are single matrix products (over reached steps)
+    flat_da = das[lo:].reshape(-1, H)
+    dW = flat_da.T @ hs[lo:-1].reshape(-1, H)              # sum_t da_t h_{t-1}^T
+    dU = flat_da.T @ xs_tm[lo:].reshape(len(flat_da), -1)  # sum_t da_t x_t^T
     db = flat_da.sum(axis=0) if b is not None else None    # sum_t da_t
     return Params(dU, dW, dV, db, dc), dh0
 
@@ -163,6 +165,13 @@ def loss_and_grads(params, xs, ys, spec, h0=None, wrt_h0: bool = False):
     Truncation changes the gradient, never the loss.
     """
     params, xs, ys, h0, spec = check_inputs(params, xs, ys, spec, h0)
+    return loss_and_grads_trusted(params, xs, ys, spec, h0, wrt_h0)
+
+
+def loss_and_grads_trusted(params: Params, xs, ys, spec, h0=None, wrt_h0: bool = False):
+    """`loss_and_grads` without the argument checks, for callers that validated their arrays
+    once (a training loop calls it thousands of times). Arrays must be float64 and of the
+    contract's shapes; anything else gives wrong answers or numpy errors, not clear ones."""
     xs_tm, ys_tm = time_major(xs, ys, spec)
     B, _, _ = xs.shape
     fwd = forward_states(params, xs_tm, initial_state(h0, B, params.W.shape[0]), spec.activation)

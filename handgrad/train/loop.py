@@ -16,7 +16,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from ..bptt import loss_and_grads, predict
+from ..bptt import loss_and_grads_trusted, predict
 from ..params import INITS, Params, init_params
 from ..spec import ACTIVATIONS, Spec, Truncation, Window, truncation_to_dict
 from .data import Dataset, Windows
@@ -163,7 +163,7 @@ def _train(data: Dataset, config: TrainConfig, progress: bool) -> TrainResult:
         for step, lo in enumerate(range(0, n, config.batch_size), start=1):
             idx = order[lo:lo + config.batch_size]
             with np.errstate(over="ignore", invalid="ignore"):   # divergence is checked below
-                loss, grads = loss_and_grads(params, xs[idx], ys[idx], spec)
+                loss, grads = loss_and_grads_trusted(params, xs[idx], ys[idx], spec)
             if not first_grad_max:
                 first_grad_max = {k: float(np.max(np.abs(g))) for k, g in grads.arrays().items()}
             if not math.isfinite(loss):
