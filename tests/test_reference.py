@@ -8,7 +8,7 @@ every combination. The numerical-differentiation tests (test_numdiff.py) cover e
 """
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import handgrad as hg
@@ -38,6 +38,7 @@ def assert_agrees(case, method="jax"):
                    f"scale={case.scale}, seed={case.seed}, h0={'given' if case.h0 is not None else 'zero'}"
 
 
+@settings(max_examples=2 * settings().max_examples)   # cheap once the menu is compiled
 @given(menu_cases())
 @example(make_case(hg.Spec.tutorial(), 3, 6, 3, 4, 3, scale="tutorial", seed=0))   # saturated
 def test_hand_equals_jax(case):
