@@ -70,7 +70,10 @@ def test_check_without_jax_says_so(monkeypatch, capsys):
     assert "JAX: not installed, column skipped" in text and "complex step" in text
 
 
-def test_bad_seed_is_a_usage_error():
+def test_bad_seed_is_a_usage_error(capsys):
     out = handgrad("check", "--seed", "minus")
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+    assert cli.main(["check", "--quick", "--seed", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--seed" in err and "-1" in err and len(err.strip().splitlines()) == 1

@@ -77,6 +77,19 @@ def test_reference_returns_numpy_params_of_the_right_shapes():
     assert dh0.shape == (2, 3) and dh0.dtype == np.float64
 
 
+def test_reference_accepts_float32_and_computes_in_float64():
+    case = make_case(hg.Spec(truncation=hg.Window(1)), 1, 5, 2, 1, 3, seed=2)
+    f32 = hg.Params(*(None if p is None else p.astype(np.float32) for p in case.params))
+    args = (f32, case.xs.astype(np.float32), case.ys.astype(np.float32), case.spec,
+            case.h0.astype(np.float32))
+    loss, grads, dh0 = reference.loss_and_grads(*args, wrt_h0=True)
+    want = hg.loss_and_grads(*args, wrt_h0=True)
+    assert hg.rel_error(loss, want[0]) <= hg.TOLERANCES["jax"]
+    for g, w in zip(grads.arrays().values(), want[1].arrays().values()):
+        assert g.dtype == np.float64 and hg.rel_error(g, w) <= hg.TOLERANCES["jax"]
+    assert dh0.dtype == np.float64 and hg.rel_error(dh0, want[2]) <= hg.TOLERANCES["jax"]
+
+
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
 def test_reference_activation_derivative_is_accurate_when_saturated(activation):
     """Autodiff of reference.activate gives act'(a) to full relative precision even where

@@ -53,6 +53,8 @@ def run(args) -> int:
 
     from .. import checks
 
+    if args.seed < 0:
+        raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     start = time.perf_counter()
     notes = []
     if args.quick:
