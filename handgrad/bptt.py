@@ -75,17 +75,16 @@ def backward(params: Params, xs_tm, fwd: Forward, dos, spec):
     hs_out = output_states(hs, spec.output)
     dV = dos.reshape(-1, O).T @ hs_out.reshape(-1, H)      # sum_t do_t h_t^T
     dc = dos.sum(axis=(0, 1)) if c is not None else None  # sum_t do_t
-    dh_loss = (dos.reshape(-1, O) @ V).reshape(-1, B, H)   # (S, B, H) dL/dh_t through o_t alone
 
     # the recurrence: dL/da_t for every t, summed over the backward sweeps of the truncation
     window = spec.truncation.k if isinstance(spec.truncation, Window) else None
     if spec.output == "all" and window is not None and window < T - 1:
-        das, dh0 = window_sweeps(dh_loss, dact, W, window)
+        das, dh0 = window_sweeps(dos, V, dact, W, window)
         lo = 0
     else:
         sweeps = segments(spec.truncation, T, spec.output)
         first_loss_step = 1 if spec.output == "all" else T
-        das, dh0 = segment_sweeps(dh_loss, dact, W, sweeps, first_loss_step)
+        das, dh0 = segment_sweeps(dos, V, dact, W, sweeps, first_loss_step)
         lo = min(seg.cut for seg in sweeps)                # no sweep reaches steps 1..lo: da = 0
 
     # a_t = U x_t + W h_{t-1} + b: the time sums are single matrix products (over reached steps)
@@ -96,10 +95,10 @@ def backward(params: Params, xs_tm, fwd: Forward, dos, spec):
     return Params(dU, dW, dV, db, dc), dh0
 
 
-def segment_sweeps(dh_loss, dact, W, sweeps, first_loss_step: int):
+def segment_sweeps(dos, V, dact, W, sweeps, first_loss_step: int):
     """dL/da_t (T, B, H) and dL/dh_0 (B, H), one backward sweep (spec.Segment) at a time.
 
-    dh_loss: (S, B, H), dL/dh_t through o_t alone, dh_loss[0] belonging to step first_loss_step;
+    dos: (S, B, O) dL/do_t, dos[0] belonging to step first_loss_step; V: (O, H);
     dact: (T, B, H) act'(a_t); W: (H, H).
     """
     T, B, H = dact.shape
@@ -110,7 +109,7 @@ def segment_sweeps(dh_loss, dact, W, sweeps, first_loss_step: int):
         dh[...] = 0.0                                      # dL/dh_t carried from step t + 1
         for t in range(seg.last, seg.cut, -1):
             if t >= seg.first:
-                dh += dh_loss[t - first_loss_step]         # h_t -> o_t -> loss term t
+                dh += dos[t - first_loss_step] @ V         # o_t = V h_t + c: loss term t
             np.multiply(dh, dact[t - 1], out=da)           # h_t = act(a_t): da = dh * act'(a_t)
             das[t - 1] += da
             np.matmul(da, W, out=dh)                       # a_t = ... + W h_{t-1}: carry to h_{t-1}
@@ -120,18 +119,18 @@ def segment_sweeps(dh_loss, dact, W, sweeps, first_loss_step: int):
     return das, dh0
 
 
-def window_sweeps(dh_loss, dact, W, k: int):
+def window_sweeps(dos, V, dact, W, k: int):
     """`Window(k)` with a loss at every step, all T sweeps at once, one lag at a time.
 
     The sweep of loss step t covers steps t, t-1, ..., max(1, t-k). At lag i it is at step
     s = t - i, so the sweeps of t = i+1..T sit on the steps s = 1..T-i: one (T-i, B, H) block and
     one matrix product per lag, instead of T sweeps of k+1 small products each.
-    dh_loss: (T, B, H); dact: (T, B, H); W: (H, H); 0 <= k < T - 1.
+    dos: (T, B, O); V: (O, H); dact: (T, B, H); W: (H, H); 0 <= k < T - 1.
     """
     T, B, H = dact.shape
     das = np.zeros((T, B, H))                              # dL/da_s, summed over the sweeps
     dh0 = np.zeros((B, H))
-    carry = dh_loss.copy()                                 # carry[t-1]: sweep t's dL_t/dh_s
+    carry = (dos.reshape(T * B, -1) @ V).reshape(T, B, H)  # o_t = V h_t + c; carry[t-1]: sweep t's dL_t/dh_s
     da = np.empty((T, B, H))
     for i in range(k + 1):
         n = T - i                                          # sweeps t = i+1..T, at steps s = 1..n

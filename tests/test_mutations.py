@@ -9,7 +9,7 @@ property of test_numdiff.py), and shrinks it to a minimal one, which is printed 
 listed in docs/core.md.
 
 Snippets of bptt.py this file depends on (each must occur exactly once):
-  act_derivative(activation, pre          dh += dh_loss[            flat_da.T @ hs[lo:-1]
+  act_derivative(activation, pre          dh += dos[                flat_da.T @ hs[lo:-1]
   np.matmul(da, W, out=dh)                np.matmul(da[:n].reshape(n * B, H), W,
   for i in range(k + 1):                  segments(spec.truncation, T, spec.output)
   range(seg.last, seg.cut, -1)            "dh0 += dh " (with the trailing space)
@@ -48,7 +48,7 @@ MUTANTS = {
           "(activation, pre")]),
     "carried gradient dropped": (
         "dL/dh_t takes only the output's term, not the gradient carried back from step t + 1",
-        [("dh += dh_loss[", "dh[...] = dh_loss[")]),
+        [("dh += dos[", "dh[...] = dos[")]),
     "dW paired with h_t": (
         "dW sums da_t h_t^T instead of da_t h_{t-1}^T",
         [("flat_da.T @ hs[lo:-1]", "flat_da.T @ hs[lo + 1:]")]),
