@@ -17,7 +17,7 @@ import numpy as np
 
 from ._validate import check_h0, check_inputs, check_params, check_spec, check_xs
 from .losses import loss_and_output_grad
-from .nonlin import act, act_derivative
+from .nonlin import act_derivative, act_function
 from .params import Params
 from .spec import Window, segments
 
@@ -42,10 +42,13 @@ def forward_states(params: Params, xs_tm, h_start, activation: str) -> Forward:
     if b is not None:
         pre += b
     WT = np.ascontiguousarray(W.T)
+    f = act_function(activation, np.iscomplexobj(hs))
+    Wh = np.empty((B, H), dtype)
     with np.errstate(over="ignore"):                  # sigmoid's exp(-a) -> inf is exact (see act)
         for t in range(1, T + 1):
-            pre[t - 1] += hs[t - 1] @ WT              # a_t = U x_t + b + W h_{t-1}
-            act(activation, pre[t - 1], out=hs[t])    # h_t = act(a_t)
+            np.matmul(hs[t - 1], WT, out=Wh)
+            pre[t - 1] += Wh                          # a_t = U x_t + b + W h_{t-1}
+            f(pre[t - 1], out=hs[t])                  # h_t = act(a_t)
     return Forward(hs, act_derivative(activation, pre, out=pre))   # act'(a_t), in place of a_t
 
 

@@ -16,7 +16,12 @@ def _sign(a):
 
 
 def act(activation: str, a, out=None):
-    """h = act(a), elementwise; `out` (same shape) receives the result if given.
+    """h = act(a), elementwise; `out` (same shape) receives the result if given."""
+    return act_function(activation, np.iscomplexobj(a))(a, out)
+
+
+def act_function(activation: str, complex_input: bool = False):
+    """The elementwise function `f(a, out) -> h` for `activation` (chosen once, outside loops).
 
     Real sigmoid is 1 / (1 + exp(-a)), which keeps full relative accuracy in both tails; for
     a < -709, exp(-a) overflows to inf and the result is exactly 0 (the true value is below the
@@ -24,25 +29,38 @@ def act(activation: str, a, out=None):
     `bptt.forward_states` does once around its loop (a context per call would cost more than
     the arithmetic).
     """
-    if np.iscomplexobj(a):
-        h = np.tanh(a) if activation == "tanh" else _sigmoid_analytic(a)
-        if out is None:
-            return h
-        out[...] = h
-        return out
-    if activation == "tanh":
-        return np.tanh(a, out=out)
-    if activation == "sigmoid":
-        out = np.exp(np.negative(a, out=out), out=out)
-        out += 1.0
-        return np.reciprocal(out, out=out)
-    raise ValueError(f"activation must be 'sigmoid' or 'tanh', got {activation!r}")
+    if activation not in ("sigmoid", "tanh"):
+        raise ValueError(f"activation must be 'sigmoid' or 'tanh', got {activation!r}")
+    if complex_input:
+        return _tanh_complex if activation == "tanh" else _sigmoid_complex
+    return _tanh_real if activation == "tanh" else _sigmoid_real
 
 
-def _sigmoid_analytic(a):
+def _tanh_real(a, out=None):
+    return np.tanh(a, out=out)
+
+
+def _sigmoid_real(a, out=None):
+    out = np.exp(np.negative(a, out=out), out=out)
+    out += 1.0
+    return np.reciprocal(out, out=out)
+
+
+def _into(h, out):
+    if out is None:
+        return h
+    out[...] = h
+    return out
+
+
+def _tanh_complex(a, out=None):
+    return _into(np.tanh(a), out)
+
+
+def _sigmoid_complex(a, out=None):
     s = _sign(a)
-    e = np.exp(-s * a)                        # |e| <= 1: never overflows
-    return np.where(s > 0, 1.0, e) / (1.0 + e)   # 1/(1+e^-a) for a >= 0, e^a/(1+e^a) below
+    e = np.exp(-s * a)                            # |e| <= 1: never overflows
+    return _into(np.where(s > 0, 1.0, e) / (1.0 + e), out)   # 1/(1+e^-a), or e^a/(1+e^a) below 0
 
 
 def act_derivative(activation: str, a, out=None):
@@ -57,6 +75,10 @@ def act_derivative(activation: str, a, out=None):
     """
     if activation not in ("sigmoid", "tanh"):
         raise ValueError(f"activation must be 'sigmoid' or 'tanh', got {activation!r}")
+    if np.iscomplexobj(a):               # complex cosh overflows to inf + nan j: use e = exp(-k|a|)
+        k = 1.0 if activation == "sigmoid" else 2.0
+        e = np.exp(-k * _sign(a) * a)
+        return _into((e if activation == "sigmoid" else 4.0 * e) / (1.0 + e) ** 2, out)
     with np.errstate(over="ignore"):
         out = np.cosh(a, out=out)
         if activation == "tanh":
