@@ -83,7 +83,7 @@ def render(sections: list) -> str:
     for s in sections:
         parts.append(f"## {s.name}\n")
         if s.rows:
-            parts.append(table(s.columns, s.rows))
+            parts.append(table(s.columns, s.rows) + "\n")
         parts.extend(f"- {n}" for n in s.notes)
         parts.append("")
     targets = [t for s in sections for t in s.targets]
