@@ -59,9 +59,7 @@ def _label(trunc) -> str:
 
 # --- one gradient -------------------------------------------------------------------------------
 
-def _gradient_row(settings: Settings, size: problems.Size, trunc, torch_ok: bool):
-    from . import jax_model
-
+def _gradient_row(settings: Settings, size: problems.Size, trunc, torch_ok: bool, jax_ok: bool):
     spec = replace(size.spec, truncation=trunc)
     p = problems.make_problem(size, settings.seed)
     fns, notes = {}, []
@@ -69,10 +67,12 @@ def _gradient_row(settings: Settings, size: problems.Size, trunc, torch_ok: bool
     _, grads = fns["handgrad"]()
     errors = {}
 
-    jax_fn = jax_model.make_value_and_grad(spec)
-    jax_args = jax_model.to_device(p, np.zeros((size.B, size.H)))
-    fns["jax"] = lambda: jax_model.call_blocking(jax_fn, jax_args)
-    errors["jax"] = _max_rel_error(fns["jax"]()[1], grads)
+    if jax_ok:
+        from . import jax_model
+        jax_fn = jax_model.make_value_and_grad(spec)
+        jax_args = jax_model.to_device(p, np.zeros((size.B, size.H)))
+        fns["jax"] = lambda: jax_model.call_blocking(jax_fn, jax_args)
+        errors["jax"] = _max_rel_error(fns["jax"]()[1], grads)
 
     if torch_ok:
         from . import torch_model
@@ -97,31 +97,43 @@ def _gradient_row(settings: Settings, size: problems.Size, trunc, torch_ok: bool
     loop_s = t["loop"].median * size.B / n
     hg_s = t["handgrad"].median
     torch_s = t["torch"].median if "torch" in t else None
+    jax_s = t["jax"].median if "jax" in t else None
     row = {"size": size.name, "B,T,D,H": f"{size.B},{size.T},{size.D},{size.H}",
            "truncation": _label(trunc),
-           "handgrad ms": _ms(hg_s), "jax ms": _ms(t["jax"].median), "torch ms": _ms(torch_s),
+           "handgrad ms": _ms(hg_s), "jax ms": _ms(jax_s), "torch ms": _ms(torch_s),
            "loop ms": _ms(loop_s),
-           "hg/jax": hg_s / t["jax"].median,
+           "hg/jax": None if jax_s is None else hg_s / jax_s,
            "hg/torch": None if torch_s is None else hg_s / torch_s,
            "loop speedup": loop_s / hg_s,
-           "err jax": errors["jax"], "err torch": errors.get("torch"), "err loop": errors["loop"],
+           "err jax": errors.get("jax"), "err torch": errors.get("torch"), "err loop": errors["loop"],
            "samples": {name: timing.repeats for name, timing in t.items()}}
     return row, notes
+
+
+def jax_available() -> bool:
+    try:
+        import jax  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def gradient(settings: Settings, torch_ok: bool) -> Section:
     """One loss-and-gradient call: handgrad vs jit-compiled JAX vs PyTorch vs the per-record loop."""
     rows, notes, targets = [], [], []
+    jax_ok = jax_available()
     for size in settings.sizes:
         for trunc in settings.truncations:
-            row, row_notes = _gradient_row(settings, size, trunc, torch_ok)
+            row, row_notes = _gradient_row(settings, size, trunc, torch_ok, jax_ok)
             rows.append(row)
             notes += row_notes
             if size.name in settings.target_sizes:
                 targets.append(Target(f"handgrad/jax, {size.name}, {row['truncation']}",
                                       row["hg/jax"], "<=", 1.0))
     if not torch_ok:
-        notes.append("torch is not installed: its column is skipped")
+        notes.append("PyTorch not run (not installed, or --no-torch): its columns are empty")
+    if not jax_ok:
+        notes.append("JAX is not installed (pip install -e .[reference]): its columns are empty")
     notes.append("err *: max normwise relative error of that implementation's gradients against "
                  "handgrad's (the same work is being timed)")
     notes.append(f"medians of up to {settings.repeats} interleaved samples ({settings.loop_repeats} "
