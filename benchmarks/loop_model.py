@@ -92,7 +92,9 @@ def loss_and_grads(params: hg.Params, xs, ys, spec: hg.Spec):
                     if db is not None:
                         db += da
                     dh = W.T @ da
-    grads = hg.Params(dU, dW, dV, None if db is None else db[:, 0], None if dc is None else dc[:, 0])
+    db = None if db is None else db[:, 0]
+    dc = None if dc is None else dc[:, 0]
+    grads = hg.Params(dU, dW, dV, db, dc)
     return total / n, grads
 
 

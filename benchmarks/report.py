@@ -66,7 +66,9 @@ def table(columns: list, rows: list) -> str:
     """A plain fixed-width text table (also valid Markdown)."""
     cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    line = lambda items: "| " + " | ".join(s.ljust(w) for s, w in zip(items, widths)) + " |"
+
+    def line(items):
+        return "| " + " | ".join(s.ljust(w) for s, w in zip(items, widths)) + " |"
     out = [line(columns), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(row) for row in cells]
     return "\n".join(out)
@@ -105,11 +107,12 @@ def from_dict(name: str, data: dict) -> Section:
 def describe(info: dict) -> str:
     """One line on what the numbers came from."""
     libs = ", ".join(f"{k} {info[k]}" for k in ("numpy", "jax", "torch") if k in info)
+    dirty = " + uncommitted handgrad changes" if info.get("handgrad_uncommitted_changes") else ""
+    load = info.get("loadavg_start", [float("nan")])[0]
     return (f"{info.get('cpu')}, {info.get('cores')} cores; BLAS {info.get('blas')}; "
             f"Python {info.get('python')}; {libs}; threads {info.get('threads')}, clock "
-            f"{info.get('clock')}; commit {info.get('commit')}"
-            f"{' + uncommitted handgrad changes' if info.get('handgrad_uncommitted_changes') else ''}"
-            f"; load average {info.get('loadavg_start', ['?'])[0]:.1f} at the start; {info.get('utc')}")
+            f"{info.get('clock')}; commit {info.get('commit')}{dirty}; "
+            f"load average {load:.1f} at the start; {info.get('utc')}")
 
 
 def render_file(path: str) -> str:

@@ -105,7 +105,8 @@ def _gradient_row(settings: Settings, size: problems.Size, trunc, torch_ok: bool
            "hg/jax": None if jax_s is None else hg_s / jax_s,
            "hg/torch": None if torch_s is None else hg_s / torch_s,
            "loop speedup": loop_s / hg_s,
-           "err jax": errors.get("jax"), "err torch": errors.get("torch"), "err loop": errors["loop"],
+           "err jax": errors.get("jax"), "err torch": errors.get("torch"),
+           "err loop": errors["loop"],
            "samples": {name: timing.repeats for name, timing in t.items()}}
     return row, notes
 
@@ -119,7 +120,8 @@ def jax_available() -> bool:
 
 
 def gradient(settings: Settings, torch_ok: bool) -> Section:
-    """One loss-and-gradient call: handgrad vs jit-compiled JAX vs PyTorch vs the per-record loop."""
+    """One loss-and-gradient call: handgrad vs jit-compiled JAX vs PyTorch vs the per-record
+    loop, at every size and truncation of `settings`."""
     rows, notes, targets = [], [], []
     jax_ok = jax_available()
     for size in settings.sizes:
@@ -136,9 +138,10 @@ def gradient(settings: Settings, torch_ok: bool) -> Section:
         notes.append("JAX is not installed (pip install -e .[reference]): its columns are empty")
     notes.append("err *: max normwise relative error of that implementation's gradients against "
                  "handgrad's (the same work is being timed)")
-    notes.append(f"medians of up to {settings.repeats} interleaved samples ({settings.loop_repeats} "
-                 f"for the loop; fewer for calls slower than a few seconds, at least 3; counts "
-                 f"in the JSON) after up to {settings.warmup} warm-up calls")
+    notes.append(f"medians of up to {settings.repeats} interleaved samples "
+                 f"({settings.loop_repeats} for the loop; fewer for calls slower than a few "
+                 f"seconds, at least 3; counts in the JSON) after up to {settings.warmup} "
+                 f"warm-up calls")
     cols = ["size", "B,T,D,H", "truncation", "handgrad ms", "jax ms", "torch ms", "loop ms",
             "hg/jax", "hg/torch", "loop speedup", "err jax", "err torch", "err loop"]
     return Section("one gradient", cols, rows, targets, notes)

@@ -33,9 +33,9 @@ _clock = time.perf_counter
 
 
 def use_clock(name: str) -> None:
-    """"wall" (perf_counter, the default) or "cpu" (process_time: the CPU seconds of every
-    thread of this process; with one thread per library it ignores the time spent waiting for a
-    core that other processes hold, which is what makes it the steadier clock on a shared machine)."""
+    """Time with "wall" (perf_counter, the default) or "cpu" (process_time: the CPU seconds of
+    every thread of this process; with one thread per library it ignores the time spent waiting
+    for a core that other processes hold: the steadier clock on a shared machine)."""
     global _clock
     if name not in CLOCKS:
         raise ValueError(f"clock must be one of {sorted(CLOCKS)}, got {name!r}")
