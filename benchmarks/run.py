@@ -112,13 +112,13 @@ def run_section(name: str, cfg: sections.Settings, torch_ok: bool) -> report.Sec
 def limit_threads(n: int) -> dict:
     """At most `n` threads for BLAS (threadpoolctl), PyTorch and XLA (before JAX is imported)."""
     if n < 1:
-        raise SystemExit(f"--threads must be >= 1, got {n}")
+        raise ValueError(f"--threads must be >= 1, got {n}")
     if "jax" in sys.modules:
-        raise SystemExit("--threads must be applied before JAX is imported")
+        raise ValueError("--threads must be applied before JAX is imported")
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        raise SystemExit("--threads needs threadpoolctl: pip install threadpoolctl") from None
+        raise ValueError("--threads needs threadpoolctl: pip install threadpoolctl") from None
     threadpool_limits(n)
     flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" if n == 1 else ""
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + flags).strip()
@@ -139,7 +139,11 @@ def main(argv=None) -> int:
             print(f"cannot render {args.render}: {exc}", file=sys.stderr)
             return 2
         return 0
-    threads = limit_threads(args.threads) if args.threads is not None else {"threads": "default"}
+    try:
+        threads = limit_threads(args.threads) if args.threads is not None else {"threads": "default"}
+    except ValueError as exc:
+        print(f"run.py: error: {exc}", file=sys.stderr)
+        return 2
     timing.use_clock(args.clock)
     if args.quick:   # a smoke run: compile JAX fast (its times then mean nothing)
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + QUICK_XLA_FLAGS).strip()
