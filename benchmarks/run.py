@@ -140,7 +140,9 @@ def main(argv=None) -> int:
             return 2
         return 0
     try:
-        threads = limit_threads(args.threads) if args.threads is not None else {"threads": "default"}
+        threads = {"threads": "default"}
+        if args.threads is not None:
+            threads = limit_threads(args.threads)
     except ValueError as exc:
         print(f"run.py: error: {exc}", file=sys.stderr)
         return 2
