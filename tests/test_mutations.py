@@ -6,7 +6,7 @@ not found exactly once fails the test loudly, so this file cannot go stale silen
 changes: update the snippet instead. Hypothesis then searches `handgrad.strategies.cases()` for a
 case where the mutant's gradient disagrees with the complex step (the `hand == complex step`
 property of test_numdiff.py), and shrinks it to a minimal one, which is printed (run with -s) and
-listed in docs/core.md.
+listed in the README (How the gradients are proven).
 
 Snippets of bptt.py this file depends on (each must occur exactly once):
   act_derivative(activation, pre          dh += dos[                flat_da.T @ hs[lo:-1]

@@ -5,7 +5,7 @@
     hg.replay(".handgrad-failures/W-0123456789ab.npz", candidate)
 
 `candidate(params, xs, ys, h0) -> (loss, grads)` with grads a mapping or an object with U, W, V
-(b, c with bias; optionally h0). See docs/oracle.md.
+(b, c with bias; optionally h0). See the README, section "The gradient oracle".
 """
 from .check import check, replay
 from .confirm import OracleError

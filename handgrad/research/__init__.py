@@ -1,6 +1,6 @@
 """Truncation research: every Window(k) gradient at once, decay diagnostics and adaptive k,
 truncated gradients streamed in O(k) memory, unbiased randomized truncation (ARTBP), and
-training under truncation. See docs/truncation.md."""
+training under truncation. See the README, section "Truncation research"."""
 from .artbp import (Expectation, TradeoffRow, artbp_expectation, artbp_grads, artbp_tradeoff,
                     outcomes, sample_passes)
 from .decay import DecayProfile, JacobianFacts, adaptive_k, decay_profile, fit_rate, jacobian_facts
