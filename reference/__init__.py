@@ -65,7 +65,8 @@ def act(activation: str, a):
     JAX derives their derivative from the output, (1 - h)(1 + h) and h (1 - h). Near saturation h rounds to +-1 (or 1), and those products lose
     every significant digit (or become exactly zero) although the true derivative, e.g.
     sech^2(20) ~ 1.7e-17, is a perfectly representable number. handgrad computes act'(a) from
-    e = exp(-|a|) instead, as does the complex step; a reference with output-based derivatives
+    the pre-activation instead (1 / cosh^2 a, 1 / (2 + 2 cosh a)), and the complex step is
+    accurate there too; a reference with output-based derivatives
     would then disagree with both at the "saturating" and "tutorial" weight scales, and be the
     wrong one. So the activation is written from e, with the sign s of a as a stop-gradient
     constant, and autodiff differentiates that formula: d/da of s (1 - e) / (1 + e) with
