@@ -39,7 +39,7 @@ def _fmt(x):
 
 
 def run(args):
-    from ..train.loop import blas_threads
+    from .._threads import blas_threads
     with blas_threads(0):                  # small matrices only: one BLAS thread is fastest
         return _run(args)
 

@@ -16,6 +16,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from .._threads import blas_threads
 from ..bptt import loss_and_grads_trusted, predict
 from ..params import INITS, Params, init_params
 from ..spec import ACTIVATIONS, Spec, Truncation, Window, truncation_to_dict
@@ -116,24 +117,6 @@ def evaluate(params: Params, spec: Spec, windows: Windows, data: Dataset) -> Eva
 
 def _finite(params: Params) -> bool:
     return all(math.isfinite(float(np.sum(a))) for a in params if a is not None)
-
-
-# Below this many multiply-adds per step (batch * H * H), a BLAS thread pool costs more than it
-# saves: each (1, H) @ (H, H) product is microseconds, and on a busy machine waking a second
-# thread costs more. The tutorial's training (B = 1, H = 100) is 10^4.
-SINGLE_THREAD_WORK = 1 << 20
-
-
-def blas_threads(work: int):
-    """Limit BLAS to one thread for small work when threadpoolctl is installed (else no-op)."""
-    import contextlib
-    if work >= SINGLE_THREAD_WORK:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def train(data: Dataset, config: TrainConfig, progress: bool = True) -> TrainResult:
