@@ -18,6 +18,12 @@ from handgrad.strategies import make_case
 from handgrad.tolerances import TOLERANCES
 
 
+def fuzz_settings(n: int):
+    """`n` examples under the dev and ci profiles; a quarter of the profile's count under
+    `thorough` (500), so the fuzzers search harder when asked to."""
+    return settings(max_examples=max(n, settings().max_examples // 4))
+
+
 def _case(spec=None, with_h0=True, **sizes):
     spec = spec or hg.Spec(truncation=hg.Window(2))
     sizes = {"B": 2, "T": 4, "D": 2, "H": 3, "O": 2, **sizes}
@@ -186,7 +192,7 @@ def _read_both(path, case):
             assert "\n" not in str(exc)
 
 
-@settings(max_examples=40)
+@fuzz_settings(40)
 @given(data=st.binary(max_size=400), suffix=st.sampled_from(["npz", "json"]))
 def test_fuzz_random_bytes(tmp_path_factory, case, data, suffix):
     path = tmp_path_factory.mktemp("fuzz") / f"f.{suffix}"
@@ -194,7 +200,7 @@ def test_fuzz_random_bytes(tmp_path_factory, case, data, suffix):
     _read_both(path, case)
 
 
-@settings(max_examples=60)
+@fuzz_settings(60)
 @given(name=st.sampled_from(["case.npz", "cand.npz", "case.json", "cand.json"]),
        edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
                       min_size=1, max_size=4),
@@ -216,7 +222,7 @@ json_values = st.recursive(
     max_leaves=12)
 
 
-@settings(max_examples=60)
+@fuzz_settings(60)
 @given(name=st.sampled_from(["case.json", "cand.json"]), value=json_values, data=st.data())
 def test_fuzz_json_values(tmp_path_factory, case, files, name, value, data):
     doc = json.loads(files[name].read_text())
@@ -227,7 +233,7 @@ def test_fuzz_json_values(tmp_path_factory, case, files, name, value, data):
     _read_both(path, case)
 
 
-@settings(max_examples=30)
+@fuzz_settings(30)
 @given(name=st.sampled_from(["case.npz", "cand.npz"]), data=st.data())
 def test_fuzz_npz_members(tmp_path_factory, case, files, name, data):
     """Valid zip structure, arrays swapped for arrays of other shapes and dtypes."""
@@ -306,7 +312,7 @@ def test_case_command_options(tmp_path, monkeypatch, capsys):
     assert "must end in .npz or .json" in res.stderr and not (tmp_path / "d.npz").exists()
 
 
-@settings(max_examples=25)
+@fuzz_settings(25)
 @given(name=st.sampled_from(["case.npz", "cand.npz", "case.json", "cand.json"]),
        edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)),
                       min_size=1, max_size=3))
