@@ -166,6 +166,8 @@ def loss_and_grads(params, xs, ys, spec, h0=None, wrt_h0: bool = False):
     Returns (loss, grads) or, with `wrt_h0=True`, (loss, grads, dh0) with dh0 of shape (B, H).
     Truncation changes the gradient, never the loss.
     """
+    if not isinstance(wrt_h0, (bool, np.bool_)):
+        raise ValueError(f"wrt_h0 must be True or False, got {wrt_h0!r}")
     params, xs, ys, h0, spec = check_inputs(params, xs, ys, spec, h0)
     return loss_and_grads_trusted(params, xs, ys, spec, h0, wrt_h0)
 

@@ -113,6 +113,7 @@ def test_predict_rejects_bad_input(label, params, xs, spec, h0, words):
     (lambda: hg.init_params(SPEC, 2, 3, 1, seed=-1), ["seed", "-1"]),
     (lambda: hg.init_params(SPEC, 2, 3, 1, seed="x"), ["seed"]),
     (lambda: hg.numerical_grads(P, CASE.xs, CASE.ys, SPEC, method="forward"), ["method", "forward"]),
+    (lambda: hg.loss_and_grads(P, CASE.xs, CASE.ys, SPEC, wrt_h0="yes"), ["wrt_h0", "yes"]),
     (lambda: hg.directional_derivative(P, CASE.xs, CASE.ys, SPEC, None), ["direction"]),
     (lambda: hg.directional_derivative(P, CASE.xs, CASE.ys, SPEC, P._replace(W=np.ones(3))),
      ["direction.W", "(3, 3)"]),
