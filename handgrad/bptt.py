@@ -27,10 +27,12 @@ class Forward(NamedTuple):
     dact: np.ndarray  # (T, B, H)     act'(a_t) for t = 1..T, at index t - 1
 
 
-def forward_states(params: Params, xs_tm, h_start, activation: str) -> Forward:
+def forward_states(params: Params, xs_tm, h_start, activation: str,
+                   derivative: bool = True) -> Forward:
     """Run the recurrence over `xs_tm` (T, B, D) from the state `h_start` (B, H).
 
-    Works for real and complex arrays alike (complex-step differentiation uses it).
+    Works for real and complex arrays alike (complex-step differentiation uses it). With
+    `derivative=False` (prediction, numerical differentiation) `dact` is None.
     """
     U, W, _, b, _ = params
     T, B, D = xs_tm.shape
@@ -49,6 +51,8 @@ def forward_states(params: Params, xs_tm, h_start, activation: str) -> Forward:
             np.dot(hs[t - 1], WT, out=Wh)             # (np.dot: less call overhead than matmul)
             pre[t - 1] += Wh                          # a_t = U x_t + b + W h_{t-1}
             f(pre[t - 1], out=hs[t])                  # h_t = act(a_t)
+    if not derivative:
+        return Forward(hs, None)
     return Forward(hs, act_derivative(activation, pre, out=pre))   # act'(a_t), in place of a_t
 
 
@@ -196,7 +200,8 @@ def predict(params, xs, spec, h0=None):
     B = xs.shape[0]
     h0 = check_h0(h0, B, params.sizes[1])
     xs_tm = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
-    fwd = forward_states(params, xs_tm, initial_state(h0, B, params.W.shape[0]), spec.activation)
+    fwd = forward_states(params, xs_tm, initial_state(h0, B, params.W.shape[0]), spec.activation,
+                         derivative=False)
     os = outputs(params, output_states(fwd.hs, spec.output))
     os = os[0] if spec.output == "last" else np.swapaxes(os, 0, 1)
     return os, np.swapaxes(fwd.hs[1:], 0, 1)

@@ -37,7 +37,8 @@ def surrogate_loss(params: Params, xs_tm, ys_tm, spec, h0, anchor_hs):
     total = 0.0
     for seg in segments(spec.truncation, T, spec.output):
         start = h0 if seg.cut == 0 else anchor_hs[seg.cut]          # h_cut: a constant
-        hs = forward_states(params, xs_tm[seg.cut:seg.last], start, spec.activation).hs
+        hs = forward_states(params, xs_tm[seg.cut:seg.last], start, spec.activation,
+                            derivative=False).hs
         os = outputs(params, hs[seg.first - seg.cut:])              # o_first .. o_last
         targets = ys_tm[seg.first - first_loss_step: seg.last - first_loss_step + 1]
         total = total + loss_sum(os, targets, spec.loss)
@@ -55,7 +56,8 @@ class _Problem:
         self.xs_tm, self.ys_tm = time_major(xs, ys, spec)
         B, H = xs.shape[0], params.W.shape[0]
         h0 = initial_state(h0, B, H)
-        self.anchor_hs = forward_states(params, self.xs_tm, h0, spec.activation).hs
+        self.anchor_hs = forward_states(params, self.xs_tm, h0, spec.activation,
+                                        derivative=False).hs
         self.names = [*params.arrays(), "h0"]
         self.arrays = [*params.arrays().values(), h0]
         self.x = np.concatenate([a.ravel() for a in self.arrays])
