@@ -24,7 +24,7 @@ from .spec import Window, segments
 
 class Forward(NamedTuple):
     hs: np.ndarray    # (T + 1, B, H) h_0 .. h_T
-    dact: np.ndarray  # (T, B, H)     act'(a_t) for t = 1..T, at index t - 1
+    dact: np.ndarray  # (T, B, H)     act'(a_t) for t = 1..T, at index t - 1 (None if not asked)
 
 
 def forward_states(params: Params, xs_tm, h_start, activation: str,
