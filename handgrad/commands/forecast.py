@@ -6,18 +6,10 @@ import os
 
 import numpy as np
 
+from ._types import int_at_least
+
 HELP = ("forecast N steps ahead with a model from `handgrad train`, feeding it its own "
         "predictions; prints the values and plots them against the truth where known")
-
-
-def _steps(text):
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 def _start(text):
@@ -32,7 +24,7 @@ def _start(text):
 
 def add_arguments(p):
     p.add_argument("model", metavar="MODEL", help="model.npz written by `handgrad train`")
-    p.add_argument("--steps", type=_steps, default=30, metavar="N",
+    p.add_argument("--steps", type=int_at_least(1), default=30, metavar="N",
                    help="values to forecast (default 30)")
     p.add_argument("--start", type=_start, metavar="ROW",
                    help="row of the first forecast value; the window before it is given "

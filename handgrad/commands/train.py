@@ -15,6 +15,8 @@ import os
 import sys
 import time
 
+from ._types import float_between, int_at_least
+
 HELP = ("train the tutorial's sine-wave RNN (or your CSV series) with the exact gradient; "
         "writes metrics.json, model.npz and plot.png")
 
@@ -22,38 +24,6 @@ HELP = ("train the tutorial's sine-wave RNN (or your CSV series) with the exact 
 FAITHFUL = {"init": "tutorial", "lr": 1e-4, "epochs": 25}
 # the default run (see TrainConfig for why each value)
 DEFAULTS = {"init": "normal", "lr": 0.05, "epochs": 20}
-
-
-def _int_at_least(lowest):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lowest}, got {text!r}") from None
-        if value < lowest:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lowest}, got {text!r}")
-        return value
-    return parse
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1), got {text!r}")
-    return value
 
 
 def _truncation(text):
@@ -88,13 +58,13 @@ def add_arguments(p):
                            "one numeric column)")
     task.add_argument("--target", type=_names, metavar="A",
                       help="column(s) to predict one step ahead (default: the first of --columns)")
-    task.add_argument("--window", type=_int_at_least(1), metavar="T",
+    task.add_argument("--window", type=int_at_least(1), metavar="T",
                       help="steps per window (default 50 for the sine task, 20 for a CSV)")
     task.add_argument("--input", choices=("position", "steps"), dest="inputs",
                       help="'position': the tutorial's one-hot position input x_t = v_t e_t "
                            "(D = T, one column only); 'steps': x_t = the row at step t (D = "
                            "columns). Default: position for the sine task, steps for a CSV")
-    task.add_argument("--val-fraction", type=_fraction, default=1 / 3, metavar="F",
+    task.add_argument("--val-fraction", type=float_between(0.0, 1.0), default=1 / 3, metavar="F",
                       help="last fraction of the windows kept for validation (default 1/3: the "
                            "tutorial's 50 of 150)")
     task.add_argument("--scale", choices=("maxabs", "minmax", "none"), default="maxabs",
@@ -104,7 +74,7 @@ def add_arguments(p):
     model.add_argument("--faithful", action="store_true",
                        help="the tutorial's own hyperparameters: uniform(0, 1) weights, lr 1e-4, "
                             "25 epochs (explicit options still override); shows why it cannot learn")
-    model.add_argument("--hidden", type=_int_at_least(1), default=100, metavar="H",
+    model.add_argument("--hidden", type=int_at_least(1), default=100, metavar="H",
                        help="hidden units (default 100)")
     model.add_argument("--activation", choices=("sigmoid", "tanh"), default="sigmoid")
     model.add_argument("--bias", action="store_true", help="add the biases b and c (the tutorial "
@@ -112,22 +82,24 @@ def add_arguments(p):
     model.add_argument("--init", choices=("normal", "orthogonal", "tutorial"),
                        help="weights: normal (LeCun, default), orthogonal W, or the tutorial's "
                             "uniform(0, 1)")
-    model.add_argument("--init-scale", type=_positive_float, default=1.0, metavar="S")
+    model.add_argument("--init-scale", type=float_between(0.0, what="a positive number"),
+                       default=1.0, metavar="S")
     model.add_argument("--truncation", type=_truncation, default="window:5", metavar="T",
                        help="full | window:K | chunks:K | tbptt:K1,K2 (default window:5, the "
                             "tutorial's bptt_truncate=5)")
-    model.add_argument("--epochs", type=_int_at_least(1), metavar="N",
+    model.add_argument("--epochs", type=int_at_least(1), metavar="N",
                        help=f"default {DEFAULTS['epochs']}")
-    model.add_argument("--lr", type=_positive_float, metavar="LR", help=f"default {DEFAULTS['lr']}")
+    model.add_argument("--lr", type=float_between(0.0, what="a positive number"), metavar="LR",
+                       help=f"default {DEFAULTS['lr']}")
     model.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
-    model.add_argument("--batch-size", type=_int_at_least(1), default=1, metavar="B",
+    model.add_argument("--batch-size", type=int_at_least(1), default=1, metavar="B",
                        help="windows per update, gradient averaged (default 1: the tutorial's)")
     model.add_argument("--clip", type=_clip, default="value:10", metavar="C",
                        help="value:L (each element to [-L, L]; default value:10), norm:L (global "
                             "norm at most L) or none")
     model.add_argument("--shuffle", action="store_true", help="visit the windows in a new random "
                        "order each epoch (default: in order, as the tutorial)")
-    model.add_argument("--seed", type=_int_at_least(0), default=0, help="same seed, same bits")
+    model.add_argument("--seed", type=int_at_least(0), default=0, help="same seed, same bits")
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", help="output folder (default runs/<timestamp>/)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -16,20 +16,10 @@ import argparse
 import os
 import time
 
+from ._types import int_at_least
+
 HELP = ("truncation study: bias of every Window(k) against full BPTT, gradient decay and "
         "adaptive k, ARTBP variance; plot, CSV and JSON")
-
-
-def _int_at_least(lowest):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < lowest:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lowest}, got {text!r}")
-        return value
-    return parse
 
 
 def _tols(text):
@@ -63,17 +53,17 @@ def add_arguments(parser):
                      help="a case file (.npz/.json, `handgrad case`): analyse its params and data")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default runs/truncation-<timestamp>/)")
-    parser.add_argument("--epochs", type=_int_at_least(0), default=20,
+    parser.add_argument("--epochs", type=int_at_least(0), default=20,
                         help="tutorial task: epochs of training for the 'trained' stage "
                              "(default 20, as `handgrad train`; 0 skips it)")
     parser.add_argument("--tol", type=_tols, default=(0.1, 0.01, 0.001),
                         help="bias tolerances for the adaptive k (default 0.1,0.01,0.001)")
-    parser.add_argument("--seed", type=_int_at_least(0), default=0, help="initialisation seed")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="initialisation seed")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--train-study", action="store_true",
                         help="also train the tutorial task under several truncations (tens of "
                              "seconds): study.png, study.json")
-    parser.add_argument("--study-epochs", type=_int_at_least(1), default=20,
+    parser.add_argument("--study-epochs", type=int_at_least(1), default=20,
                         help="epochs per scheme in --train-study (default 20)")
     parser.add_argument("--schemes", type=_schemes, default=None,
                         help="--train-study schemes, comma-separated: full, window:K, chunks:K, "

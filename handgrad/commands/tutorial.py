@@ -5,29 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 
+from ._types import int_at_least
+
 HELP = ("diagnose the 2019 tutorial's published backward pass against the exact gradient, "
         "bug by bug, on its own sine-wave data")
 
 
-def _int_at_least(lowest):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            value = lowest - 1
-        if value < lowest:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {lowest}, got {text!r}")
-        return value
-    return parse
-
-
 def add_arguments(p):
-    p.add_argument("--seed", type=_int_at_least(0), default=0,
+    p.add_argument("--seed", type=int_at_least(0), default=0,
                    help="seed of the weights the gradients are compared at (default 0)")
-    p.add_argument("--seeds", type=_int_at_least(0), default=6, metavar="N",
+    p.add_argument("--seeds", type=int_at_least(0), default=6, metavar="N",
                    help="replicate the published training with N random seeds (default 6; "
                         "0 skips it)")
-    p.add_argument("--epochs", type=_int_at_least(1), default=25, metavar="N",
+    p.add_argument("--epochs", type=int_at_least(1), default=25, metavar="N",
                    help="epochs of the replications and of the faithful run (default 25, "
                         "the tutorial's)")
     p.add_argument("--model", metavar="MODEL", help="a sine-task model.npz from `handgrad "
