@@ -10,7 +10,9 @@ within tolerance): both carry a relative error of a few ulps on every element, h
 array. Central differences are judged on the whole gradient vector (all arrays and h0 together):
 their error is absolute, about u |f| / e + e^2 |f'''| with e the step, so an array whose
 gradient is tiny (dh0 after several contracting steps, ~1e-10) is below their noise floor and a
-per-array ratio would be noise over noise. Normalised by the whole gradient the bound holds.
+per-array ratio would be noise over noise. Normalised by the whole gradient the bound holds, plus
+the round-off term u |f| / e itself (`numdiff.central_roundoff`), which matters only where the
+whole gradient is tiny next to the loss (saturated units).
 
 Methods:
   "hand"          handgrad.loss_and_grads (what is being proven)
@@ -28,7 +30,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from .bptt import loss_and_grads
-from .numdiff import numerical_grads
+from .numdiff import central_roundoff, numerical_grads
 from .params import Params
 from .tolerances import TOLERANCES, rel_error
 
@@ -115,7 +117,12 @@ def agreement(case, method: str, actual: Optional[Answer] = None) -> Agreement:
     judged = ({"all": errs["all"]} if JUDGED[method] == "all"
               else {k: v for k, v in errs.items() if k != "all"})
     worst_name = max(judged, key=judged.get)
-    return Agreement(method, errs, worst_name, errs[worst_name], TOLERANCES[method])
+    tolerance = TOLERANCES[method]
+    if method == "central":          # plus what rounding the loss explains (tolerances.py)
+        scale = float(np.max(np.abs(flat(actual)), initial=0.0))
+        loss = actual.loss if actual.loss is not None else hand(case).loss
+        tolerance += central_roundoff(loss) / scale if scale > 0 else 0.0
+    return Agreement(method, errs, worst_name, errs[worst_name], tolerance)
 
 
 def describe(agr: Agreement) -> str:

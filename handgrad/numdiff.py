@@ -20,9 +20,16 @@ from .bptt import forward_states, initial_state, outputs, time_major
 from .losses import loss_count, loss_sum
 from .params import Params
 from .spec import segments
+from .tolerances import TOLERANCES
 
 COMPLEX_STEP = 1e-20    # any h far below sqrt(eps) works: there is no subtraction to cancel
 CENTRAL_STEP = 6e-6     # ~ (3 eps)^(1/3): balances the O(e^2) and O(eps/e) errors, times max(1, |x|)
+
+
+def central_roundoff(loss: float) -> float:
+    """The absolute error that rounding the loss puts into a central difference with the
+    smallest step: TOLERANCES["central_roundoff"] ulps of |loss| over CENTRAL_STEP."""
+    return TOLERANCES["central_roundoff"] * np.finfo(np.float64).eps * abs(loss) / CENTRAL_STEP
 
 
 def surrogate_loss(params: Params, xs_tm, ys_tm, spec, h0, anchor_hs):

@@ -11,6 +11,12 @@ Why each bound (float64, unit round-off u = 1.1e-16):
   forward pass remains: ~ 1e-14 .. 1e-13. Bound 1e-12.
 - "central": O(e^2 f''') + O(u f / e) with e = 6e-6 -> about 1e-10 relative for well-scaled
   problems; 1e-6 leaves room for third derivatives of saturating units.
+- "central_roundoff": the O(u f / e) term is *absolute*: rounding the loss f(x +- e) by a few
+  ulps of |f| puts about u |f| / e into every central difference, whatever the gradient. Where
+  saturated units make the gradient tiny next to the loss (a unit at a = -18: gradient 4e-8,
+  loss 0.09), that term alone is 1e-5 of the gradient. So a central difference may also differ by
+  central_roundoff * u * |f| / e (in ulps of the loss; measured up to 1.4 on such cases, bound 8),
+  see `numdiff.central_roundoff`.
 - "float64" / "float32": a candidate implementation in that precision, computing the same sums in
   its own order with its own round-off: ~ 1e3 u of its type (errors grow with T and H).
 """
@@ -22,6 +28,7 @@ TOLERANCES = {
     "jax": 1e-10,
     "complex_step": 1e-12,
     "central": 1e-6,
+    "central_roundoff": 8.0,
     "float64": 1e-7,
     "float32": 1e-3,
 }
