@@ -24,14 +24,13 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
 
+from ._files import write_bytes_atomic
 from ._validate import check_inputs
 from .bptt import loss_and_grads
 from .params import Params
@@ -131,23 +130,8 @@ def _write(path, arrays: dict, spec) -> Path:
         doc.update({k: np.asarray(v).tolist() for k, v in arrays.items()})
         body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
         data = ("{\n" + body + "\n}\n").encode()        # one line per name
-    atomic_write_bytes(path, data)
+    write_bytes_atomic(path, data)
     return path
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write `data` to a temp file next to `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- reading raw names

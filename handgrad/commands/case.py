@@ -14,6 +14,7 @@ HELP = "write a case file (.npz or .json): spec, params, inputs, targets, h0, re
 def add_arguments(parser):
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="where to write the case (.npz or .json)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     g = parser.add_argument_group("spec (default: the tutorial's)")
     g.add_argument("--activation", choices=("sigmoid", "tanh"))
     g.add_argument("--bias", action=_BoolAction, nargs=0, help="with biases b, c (--no-bias: without)")
@@ -53,10 +54,12 @@ def _suppress():
 
 
 def run(args) -> int:
+    from .._files import refuse_existing
     from ..casefile import case_from_arrays, write_case
     from ..spec import Spec, parse_truncation
     from ..strategies import make_case
 
+    refuse_existing([args.out], args.force)
     spec = Spec.tutorial()
     changes = {k: getattr(args, k) for k in ("activation", "bias", "output", "loss", "reduction")
                if getattr(args, k) is not None}

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 
+from .._files import refuse_existing
 from ._types import int_at_least
 
 HELP = ("forecast N steps ahead with a model from `handgrad train`, feeding it its own "
@@ -32,6 +33,7 @@ def add_arguments(p):
                         "after the last row of the data)")
     p.add_argument("--plot", metavar="FILE",
                    help="PNG to write (default: forecast.png beside MODEL)")
+    p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
 def run(args):
@@ -45,6 +47,8 @@ def run(args):
     start = len(model.series.values) if args.start == "end" else args.start
     with np.errstate(over="ignore", invalid="ignore"):     # a diverged model prints inf
         fc = forecast(model, args.steps, start)
+    path = args.plot or os.path.join(os.path.dirname(args.model), "forecast.png")
+    refuse_existing([path], args.force)
     names = [model.series.columns[j] for j in model.target_cols]
     print(f"forecast of {', '.join(names)} from row {fc.rows[0]}, {len(fc.rows)} steps, each "
           f"fed back as input (window of {model.window} rows before row {fc.rows[0]} given)")
@@ -65,7 +69,6 @@ def run(args):
               f"(absolute error {by})")
     else:
         print("no truth is known for these rows (they lie after the end of the data)")
-    path = args.plot or os.path.join(os.path.dirname(args.model), "forecast.png")
     plot_forecast(path, fc.rows, fc.values[:, 0], fc.truth[:, 0], fc.context_rows, fc.context[:, 0],
                   names[0], f"{len(fc.rows)}-step forecast from row {fc.rows[0]}")
     print(f"wrote {path}")

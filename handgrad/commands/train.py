@@ -15,6 +15,7 @@ import os
 import sys
 import time
 
+from .._files import refuse_existing
 from ._types import float_between, int_at_least
 
 HELP = ("train the tutorial's sine-wave RNN (or your CSV series) with the exact gradient; "
@@ -103,6 +104,7 @@ def add_arguments(p):
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", help="output folder (default runs/<timestamp>/)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
+    out.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
 def _out_dir(path):
@@ -210,14 +212,15 @@ def run(args):
     data = build_data(args)
     config = build_config(args)
     out = _out_dir(args.out)
+    files = {"metrics": os.path.join(out, "metrics.json"), "model": os.path.join(out, "model.npz"),
+             "plot": os.path.join(out, "plot.png")}
+    refuse_existing(files.values(), args.force)
     print(describe_task(data))
     print(describe_model(config, data) + (" (--faithful: the tutorial's hyperparameters)"
                                           if args.faithful else ""))
     sys.stdout.flush()
     result = train(data, config, progress=not args.quiet)
 
-    files = {"metrics": os.path.join(out, "metrics.json"), "model": os.path.join(out, "model.npz"),
-             "plot": os.path.join(out, "plot.png")}
     model = Model(result.params, result.spec, data.series, data.scaler, data.inputs, data.window,
                   data.target_cols, len(data.train.ys), {"config": config.as_dict()})
     save_model(files["model"], model)

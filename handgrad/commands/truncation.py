@@ -16,6 +16,7 @@ import argparse
 import os
 import time
 
+from .._files import refuse_existing
 from ._types import int_at_least
 
 HELP = ("truncation study: bias of every Window(k) against full BPTT, gradient decay and "
@@ -53,6 +54,7 @@ def add_arguments(parser):
                      help="a case file (.npz/.json, `handgrad case`): analyse its params and data")
     parser.add_argument("--out", metavar="DIR",
                         help="output folder (default runs/truncation-<timestamp>/)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("--epochs", type=int_at_least(0), default=20,
                         help="tutorial task: epochs of training for the 'trained' stage "
                              "(default 20, as `handgrad train`; 0 skips it)")
@@ -116,6 +118,9 @@ def run(args):
         if path and not os.path.isfile(path):
             raise ValueError(f"--{name} {path}: no such file")
     out = args.out or os.path.join("runs", time.strftime("truncation-%Y%m%d-%H%M%S"))
+    names = ["truncation.csv", "truncation.png", "truncation.json"]
+    names += ["study.json", "study.png"] if args.train_study else []
+    refuse_existing([os.path.join(out, n) for n in names], args.force)
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     todo, title = _stages(args)

@@ -10,13 +10,12 @@ atomic (temporary file in the same folder, then `os.replace`).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import zipfile
 from typing import NamedTuple
 
 import numpy as np
 
+from .._files import write_atomic
 from .._validate import as_float_array, check_params
 from ..params import Params
 from ..spec import Spec
@@ -36,28 +35,6 @@ class Model(NamedTuple):
     target_cols: tuple   # indices into series.columns
     n_train: int         # training windows (the validation windows follow)
     meta: dict
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_atomic(path: str, write) -> None:
-    """Call write(file_object) on a temporary file next to `path`, then rename it into place
-    (with the permissions a plain `open` would give: 0666 less the umask)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_model(path: str, model: Model) -> None:
