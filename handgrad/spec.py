@@ -28,8 +28,10 @@ def _check_int(name: str, value, lowest: int) -> int:
 class TBPTT:
     """Every `k1` steps, backpropagate `k2` steps (Williams & Peng 1990), 1 <= k1 <= k2.
 
-    The loss at step t, with tau(t) = min(k1 * ceil(t / k1), T), reaches h_j only for
-    j >= tau(t) - k2; h_{tau(t) - k2} is held constant when tau(t) - k2 >= 1.
+    The loss at step t, with tau(t) = k1 * ceil(t / k1) (the end of its chunk, not clamped at T),
+    reaches h_j only for j >= tau(t) - k2; h_{tau(t) - k2} is held constant when
+    tau(t) - k2 >= 1. So a short last chunk reaches k2 - k1 steps before its own start, like
+    every other chunk.
     """
 
     k1: int
@@ -70,7 +72,8 @@ class Window:
 
 @dataclass(frozen=True)
 class Chunks:
-    """The hidden state is detached every k steps (PyTorch's `h.detach()`); equals `TBPTT(k, k)`."""
+    """The hidden state is detached every k steps (after steps k, 2k, ...), exactly PyTorch's
+    `h = h.detach()` every k steps, also when k does not divide T; equals `TBPTT(k, k)`."""
 
     k: int
 
@@ -196,7 +199,8 @@ def segments(truncation: Truncation, T: int, output: str) -> list[Segment]:
     """The backward sweeps of a truncation convention on a sequence of length T.
 
     `output="last"` has one loss term (step T), so one sweep; `output="all"` has one sweep per
-    group of loss steps sharing tau(t) = min(k1 * ceil(t / k1), T).
+    chunk: the loss steps sharing tau(t) = k1 * ceil(t / k1). tau is not clamped at T, so the
+    sweep of a short last chunk stops at tau - k2 like every other (the contract's definition).
     """
     _check_int("T", T, 1)
     if output not in OUTPUTS:
@@ -207,10 +211,10 @@ def segments(truncation: Truncation, T: int, output: str) -> list[Segment]:
         tb = truncation.as_tbptt()
         k1, k2 = tb.k1, tb.k2
     if output == "last":
-        return [Segment(T, T, max(T - k2, 0))]
+        return [Segment(T, T, max(k1 * math.ceil(T / k1) - k2, 0))]
     out, first = [], 1
     while first <= T:
-        tau = min(k1 * math.ceil(first / k1), T)
-        out.append(Segment(first, tau, max(tau - k2, 0)))
+        tau = k1 * math.ceil(first / k1)                # the end of this chunk (may pass T)
+        out.append(Segment(first, min(tau, T), max(tau - k2, 0)))
         first = tau + 1
     return out

@@ -183,20 +183,23 @@ def streaming_loss_and_grads(params, blocks: Iterable, spec, ys=None, h0=None) -
         ys = check_ys(ys, spec, B, T, O)
         os_ = outputs(params, tail.hs[-1:])
         loss_total, dos = loss_and_output_grad(os_, ys[None], spec.loss, "sum")
-        # the loss at T reaches the last `keep` steps; the kept steps are exactly those (or all T)
+        # the loss at T reaches the last r steps: k + 1 for Window(k); for Chunks(k) the steps of
+        # the last chunk, which ends at T or is a short one (the chunk end is not clamped at T)
+        r = min(k + 1, T) if isinstance(trunc, Window) else T - k * ((T - 1) // k)
         full = Spec(**{**sum_spec.__dict__, "truncation": None})
-        grads, dstart = backward(params, tail.xs, Forward(tail.hs, tail.dact), dos, full)
+        grads, dstart = backward(params, tail.xs[m - r:],
+                                 Forward(tail.hs[m - r:], tail.dact[m - r:]), dos, full)
         _add(acc, grads)
-        if tail.start == 1:
+        if T == r:                                   # the sweep reaches h_0
             dh0 += dstart
     elif isinstance(trunc, Chunks) and tail.dos.shape[0]:
-        # the last, partial chunk: its loss terms reach back k steps from T (TBPTT(k, k))
+        # the last, short chunk: its loss terms backpropagate within it (as after h.detach())
         r = tail.dos.shape[0]
-        dos = np.concatenate([np.zeros((m - r, B, O)), tail.dos])
         full = Spec(**{**sum_spec.__dict__, "truncation": None, "output": "all"})
-        grads, dstart = backward(params, tail.xs, Forward(tail.hs, tail.dact), dos, full)
+        grads, dstart = backward(params, tail.xs[m - r:],
+                                 Forward(tail.hs[m - r:], tail.dact[m - r:]), tail.dos, full)
         _add(acc, grads)
-        if tail.start == 1:
+        if T == r:
             dh0 += dstart
     count = loss_count(spec.loss, spec.reduction, (1 if last else T, B, O))
     grads = Params(*(acc[n] / count if n in acc else None for n in Params._fields))
