@@ -85,6 +85,6 @@ def test_surrogate_loss_value_is_the_loss(case):
     loss, _ = hg.loss_and_grads(case.params, case.xs, case.ys, case.spec, case.h0)
     xs_tm, ys_tm = time_major(case.xs, case.ys, case.spec)
     h0 = initial_state(case.h0, case.xs.shape[0], case.params.W.shape[0])
-    anchor = forward_states(case.params, xs_tm, h0, case.spec.activation).hs
+    anchor = forward_states(case.params, xs_tm, h0, case.spec).states
     value = hg.surrogate_loss(case.params, xs_tm, ys_tm, case.spec, h0, anchor)
     assert hg.rel_error(value, loss) <= hg.TOLERANCES["jax"]

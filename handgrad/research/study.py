@@ -48,7 +48,7 @@ def analyse(name, params, xs, ys, spec, h0=None, tols=TOLS, ks=None) -> Stage:
     prep = prepare(params, xs, ys, spec, h0)                       # one forward pass for all
     sweep = sweep_prepared(prep, ks=ks, keep_grads=False)
     prof = profile_prepared(prep)
-    facts = facts_from(prep.params.W, prep.fwd.dact, prep.spec.activation)
+    facts = facts_from(prep.params.W, prep.fwd.cache, prep.spec.activation)
     adaptive = {float(t): adaptive_k(prof, float(t)) for t in tols}
     every = sweep if ks is None else None
     trade = tradeoff_prepared(prep, sweep=every) if prep.spec.output == "last" else []
