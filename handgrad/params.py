@@ -156,3 +156,21 @@ def init_params(spec, input_dim: int, hidden_dim: int, output_dim: Optional[int]
         return GatedParams(W_in, W_rec, b_ih, b_hh, V, bias(O) if spec.head else None)
     b = bias(H)                                  # (drawn before c: seeds keep their values)
     return Params(W_in, W_rec, V, b, bias(O) if spec.head else None)
+
+
+def tree_map(fn, tree):
+    """`fn` applied to every array of `tree`: a Params, a GatedParams, a tuple (the LSTM's h0
+    pair) or list of such, an array, or None (kept as None, as are None fields)."""
+    if tree is None:
+        return None
+    if isinstance(tree, (tuple, list)):
+        mapped = [tree_map(fn, v) for v in tree]
+        return type(tree)(*mapped) if hasattr(tree, "_fields") else type(tree)(mapped)
+    return fn(tree)
+
+
+def tree_leaves(tree) -> list:
+    """The arrays of `tree` (see `tree_map`) in order, None skipped."""
+    out = []
+    tree_map(out.append, tree)
+    return out
