@@ -130,7 +130,7 @@ def segment_sweeps(cell, w, fwd: Forward, ds_loss, sweeps, first_loss_step: int)
     """
     states, cache = fwd
     T, B, Wd = states.shape[0] - 1, states.shape[1], states.shape[2]
-    dP = dR = None
+    dP, dR = np.zeros((T, B, w.W_in.shape[0])), None       # dR: only if the cell has its own
     ds0 = np.zeros((B, Wd))
     for seg in sweeps:
         ds = np.zeros((1, B, Wd))                          # dL/ds_t carried from step t + 1
@@ -138,11 +138,9 @@ def segment_sweeps(cell, w, fwd: Forward, ds_loss, sweeps, first_loss_step: int)
             if t >= seg.first:
                 ds = ds + ds_loss[t - first_loss_step]     # the loss term at step t
             dp, dr, ds = cell.back(w, cache, states, t - 1, t, ds)   # back through step t
-            if dP is None:
-                dP = np.zeros((T,) + dp.shape[1:])
-                dR = None if dr is None else np.zeros_like(dP)
             dP[t - 1] += dp[0]
             if dr is not None:
+                dR = np.zeros_like(dP) if dR is None else dR
                 dR[t - 1] += dr[0]
         if seg.cut == 0:
             ds0 += ds[0]                                   # s_0 is an input, never cut
@@ -161,16 +159,14 @@ def window_sweeps(cell, w, fwd: Forward, ds_loss, k: int):
     states, cache = fwd
     T = states.shape[0] - 1
     carry = ds_loss.copy()                                 # carry[t-1]: sweep t's dL_t/ds_s
-    dP = dR = None
+    dP, dR = np.zeros((T,) + carry.shape[1:2] + w.W_in.shape[:1]), None
     ds0 = np.zeros(carry.shape[1:])
     for i in range(k + 1):
         n = T - i                                          # sweeps t = i+1..T, at steps s = 1..n
         dp, dr, carry[i:] = cell.back(w, cache, states, 0, n, carry[i:])
-        if dP is None:
-            dP = np.zeros((T,) + dp.shape[1:])
-            dR = None if dr is None else np.zeros_like(dP)
         dP[:n] += dp
         if dr is not None:
+            dR = np.zeros_like(dP) if dR is None else dR
             dR[:n] += dr
         ds0 += carry[i]                                    # sweep t = i+1 has reached s_0
     # after k+1 steps each remaining sweep stops at its cut s_{t-k-1}, a constant
