@@ -17,7 +17,7 @@ import numpy as np
 
 from .._files import write_atomic
 from .._validate import as_float_array, check_params
-from ..params import Params
+from ..params import Params, param_names, params_type
 from ..spec import Spec
 from .data import INPUTS, Scaler, Series
 
@@ -59,16 +59,20 @@ def load_model(path: str) -> Model:
         raise ValueError(f"{path}: not a handgrad model (.npz): {exc}") from None
     except ValueError as exc:      # object arrays refused by allow_pickle=False, bad headers
         raise ValueError(f"{path}: not a handgrad model (.npz): {exc}") from None
-    base = {"U", "W", "V", "series", "center", "scale", "meta"}
-    names = set(arrays)
-    if not base <= names or names - base - {"b", "c"}:
-        raise ValueError(f"{path}: expected arrays {sorted(base)} (and b, c with biases), "
-                         f"got {sorted(names)}")
+    if "meta" not in arrays:
+        raise ValueError(f"{path}: not a handgrad model: no meta")
     meta = _meta(path, arrays["meta"])
     try:
         spec = Spec.from_dict(meta["spec"])
-        params = check_params(Params(arrays["U"], arrays["W"], arrays["V"], arrays.get("b"),
-                                     arrays.get("c")), spec)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    base = {*param_names(spec), "series", "center", "scale", "meta"}
+    if set(arrays) != base:
+        raise ValueError(f"{path}: expected arrays {sorted(base)} for a {spec.cell} model "
+                         f"(bias={spec.bias}), got {sorted(arrays)}")
+    try:
+        params = check_params(params_type(spec)(**{n: arrays[n] for n in param_names(spec)}),
+                              spec)
         series = as_float_array("series", arrays["series"], 2)
         center = as_float_array("center", arrays["center"], 1)
         scale = as_float_array("scale", arrays["scale"], 1)
@@ -96,7 +100,7 @@ def load_model(path: str) -> Model:
             raise ValueError(f"{path}: {message}")
     want_D = window if inputs == "position" else C
     if D != want_D:
-        raise ValueError(f"{path}: U has {D} input columns, but inputs={inputs!r} with window "
+        raise ValueError(f"{path}: the model has {D} input columns, but inputs={inputs!r} with window "
                          f"{window} and {C} column(s) needs {want_D}")
     return Model(params, spec, Series(series, tuple(columns), str(meta.get("source", ""))),
                  Scaler(center, scale), inputs, window, tuple(targets), n_train, meta)
