@@ -29,8 +29,9 @@ TOLERANCES = {
     "complex_step": 1e-12,
     "central": 1e-6,
     "central_roundoff": 8.0,
-    "float64": 1e-7,
-    "float32": 1e-3,
+    "float64": 2e-14,
+    "float32": 5.3e-6,
+    "ulps": 8.0,
 }
 
 
@@ -59,6 +60,18 @@ def cosine(a, b) -> float:
     return float(a @ b / (na * nb))
 
 
+def gamma(n: int, eps: float) -> float:
+    """Higham's gamma_n = n u / (1 - n u), u = eps / 2: the relative error bound of n roundings."""
+    nu = n * eps / 2
+    return nu / (1 - nu) if nu < 1 else float("inf")
+
+
+def sum_depth(B: int, T: int, D: int, H: int, O: int) -> int:
+    """n_b: the most roundings a term meets on its way through the backward pass (see above)."""
+    return T * (B + H + O + 4) + 4
+
+
 def tolerance_for(dtype) -> float:
-    """The default tolerance for a candidate computing in `dtype`."""
-    return TOLERANCES["float32"] if np.dtype(dtype).itemsize <= 4 else TOLERANCES["float64"]
+    """The default tolerance for a candidate's array of `dtype` (integers: float64)."""
+    d = np.dtype(dtype)
+    return TOLERANCES["float32"] if d.kind == "f" and d.itemsize <= 4 else TOLERANCES["float64"]
