@@ -97,7 +97,8 @@ def survey(n_cases: int, seed: int, max_sizes=MAX_SIZES) -> dict:
                         scale = (abs(exp.loss) if n == "loss"
                                  else float(np.max(np.abs(exp.grads[n]), initial=0.0)))
                         if scale > 0:
-                            resolution[d][n].append(floors[d][n] / scale)
+                            resolution[d][n].append(max(tolerance_for(d),
+                                                        floors[d][n] / scale))
     return dict(worst=worst, ratio=ratio, ratio_at=ratio_at, floor_ratio=floor_ratio,
                 floor_at=floor_at, floored=floored, flagged=flagged,
                 resolution=resolution)
@@ -130,7 +131,8 @@ def main(argv=None):
                 v = np.array(values)
                 parts.append(f"{n} median {np.median(v):.1e} p90 {np.percentile(v, 90):.1e} "
                              f"max {v.max():.1e}")
-        print(f"round-off floor / max|expected|, {d}, small/moderate weights: " + "; ".join(parts))
+        print(f"smallest relative error flagged, max(rtol, floor / max|expected|), {d}, "
+              "small/moderate weights: " + "; ".join(parts))
 
 
 if __name__ == "__main__":

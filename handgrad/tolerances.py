@@ -77,8 +77,8 @@ Limitation (open): |W| in the recursions assumes every rounding error adds up wi
 through every step. With mixed-sign weights, long sequences and many units (T = 50, H = 64,
 weights N(0, 1/H)) that bound grows like (0.8 sqrt(H) act')^T and stops saying anything (1e228
 times the gradient; inf at T = 200, H = 256), while correct candidates stay at 1e-15 (float64)
-and 1e-6 (float32). There the floor accepts any difference that exceeds rtol: the oracle has no
-teeth beyond rtol for such cases (as before this model). A bound that propagates the local
+and 1e-6 (float32). There the floor accepts any difference: on such cases the oracle cannot flag
+U, W, b, h0 (nor, through the states, V, c and the loss), as it could not before this model. A bound that propagates the local
 errors through the signed recursion (probabilistic, Higham & Mary 2019) is the fix.
 """
 from __future__ import annotations
