@@ -14,8 +14,8 @@ def add_arguments(parser):
                         help="the implementation's answers: grad_U, grad_W, grad_V (grad_b, "
                              "grad_c with bias; grad_h0, loss optional), .npz or .json")
     parser.add_argument("--rtol", type=float, default=None,
-                        help="tolerance (default: by the candidate file's dtype, "
-                             "1e-7 for float64, 1e-3 for float32)")
+                        help="tolerance (default: by each array's dtype, TOLERANCES['float64'] "
+                             "or ['float32'], above the round-off floor of the case)")
 
 
 def run(args) -> int:
@@ -31,7 +31,7 @@ def run(args) -> int:
     cand = read_candidate(args.candidate, case)
     expected = Expected(case.loss, case.expected_arrays())
     loss = case.loss if cand.loss is None else cand.loss
-    answer = Answer(loss, cand.grads, cand.dtype)
+    answer = Answer(loss, cand.grads, cand.dtype, cand.dtypes)
     cmp = compare(answer, expected, args.rtol, case)
     if cand.loss is None:
         cmp = cmp._replace(errors={k: v for k, v in cmp.errors.items() if k != "loss"})
@@ -40,5 +40,5 @@ def run(args) -> int:
                        case_word=f"case {args.case}"))
         return 1
     errs = ", ".join(f"{k} {v:.1e}" for k, v in cmp.errors.items())
-    print(f"match: every answer within rtol {cmp.rtol:.0e} ({cand.dtype}); relative errors: {errs}")
+    print(f"match: every answer within rtol {cmp.rtol:.2g} ({cand.dtype}); relative errors: {errs}")
     return 0

@@ -163,7 +163,7 @@ def mismatch(case, got, expected, cmp, candidate=None, save_dir=None, path=None,
                                errors=cmp.errors, rtol=cmp.rtol, floor=cmp.floors.get(param),
                                failing=cmp.failing, case_word=case_word,
                                step_text=step.text if step else None, confirmed=confirmed,
-                               path=path, header=header)
+                               path=path, header=header, note=cmp.note)
     return GradientMismatch(message, param=param, index=index, expected=exp_v, actual=act_v,
                             rel_error=cmp.errors[param], case=case, path=path,
                             errors=cmp.errors, rtol=cmp.rtol, step=step)

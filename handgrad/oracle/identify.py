@@ -174,15 +174,15 @@ def _identify_at(candidate, spec, T: int, rtol, save_dir, h0=True):
     scored.sort(key=lambda s: s[0])
     best_err, best, others = scored[0]
     runner = (scored[1][1], scored[1][0]) if len(scored) > 1 else None
-    if not best_err <= tol:
-        best = scored[0][1]
-        case = cases[0]
-        exp = _expected(case, best)
+    if not best_err <= tol:        # beyond rtol: the round-off floor of each case decides
         truncated = dataclasses.replace(spec, truncation=best)
-        cmp = compare(answers[0], exp, tol, case._replace(spec=truncated))
-        raise mismatch(case._replace(spec=truncated), answers[0], exp, cmp, save_dir=save_dir,
-                       header=f"identify: matches no truncation convention up to T={T}; the "
-                              f"closest is {_name(best)}, mismatch")
+        for case, got in zip(cases, answers):
+            exp = _expected(case, best)
+            cmp = compare(got, exp, tol, case._replace(spec=truncated))
+            if cmp.failing:
+                raise mismatch(case._replace(spec=truncated), got, exp, cmp, save_dir=save_dir,
+                               header=f"identify: matches no truncation convention up to T={T}; "
+                                      f"the closest is {_name(best)}, mismatch")
     return best, others, T, best_err, runner, tol
 
 

@@ -90,19 +90,21 @@ def _errors_line(errors: dict, failing) -> str:
 
 def mismatch_message(*, spec, case, param, index, expected, actual, rel, errors, rtol,
                      step_text, confirmed, path, header="gradient mismatch", floor=None,
-                     failing=(), case_word="minimal case") -> str:
+                     failing=(), case_word="minimal case", note=None) -> str:
     what = "loss" if param == "loss" else f"d loss/d {param}"
     where = "" if param == "loss" else f"[{', '.join(map(str, index))}]"
     lines = [
         f"{header} in {what} ({describe_spec(spec)})",
         f"  worst element {param}{where}: expected {_fmt(expected)}, got {_fmt(actual)}; "
-        f"normwise relative error {rel:.2e} > rtol {rtol:.0e}",
+        f"normwise relative error {rel:.2e} > rtol {rtol:.2g}",
     ]
     if floor:
         lines[-1] += f" (and beyond the round-off floor {floor:.1e} of this case)"
     if step_text:
         lines.append(f"  {step_text}")
     lines.append(f"  {_errors_line(errors, failing)}")
+    if note:                              # evaluate.precision_note: float32 round-off
+        lines.append(f"  {note}")
     lines.append(f"  {case_word}: {describe_case(case)}")
     if confirmed:
         lines.append(f"  expected value confirmed by {' and '.join(confirmed)}")
