@@ -16,12 +16,20 @@ def add_arguments(parser):
                         help="where to write the case (.npz or .json)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     g = parser.add_argument_group("spec (default: the tutorial's)")
-    g.add_argument("--activation", choices=("sigmoid", "tanh"))
+    g.add_argument("--cell", choices=("elman", "gru", "lstm"),
+                   help="the recurrent cell (default elman); gru and lstm in PyTorch's layout")
+    g.add_argument("--gru-reset", choices=("after", "before"), dest="gru_reset",
+                   help="GRU only: the reset gate after (PyTorch) or before the product")
+    g.add_argument("--activation", choices=("sigmoid", "tanh", "relu", "identity"))
     g.add_argument("--bias", action=_BoolAction, nargs=0, help="with biases b, c (--no-bias: without)")
     g.add_argument("--no-bias", dest="bias", action=_BoolAction, nargs=0, help=_suppress())
+    g.add_argument("--head", action=_BoolAction, nargs=0,
+                   help="with the output layer V, c (default); --no-head: a layer, o_t = h_t")
+    g.add_argument("--no-head", dest="head", action=_BoolAction, nargs=0, help=_suppress())
     g.add_argument("--output", choices=("last", "all"))
-    g.add_argument("--loss", choices=("half_squared", "squared", "cross_entropy"))
-    g.add_argument("--reduction", choices=("sum", "mean"))
+    g.add_argument("--loss", choices=("half_squared", "squared", "cross_entropy", "linear"),
+                   help="linear: ys are upstream gradients dL/do_t (a layer's backward)")
+    g.add_argument("--reduction", choices=("sum", "mean", "batch_mean"))
     g.add_argument("--truncation", metavar="T",
                    help="full | window:K | chunks:K | tbptt:K1,K2")
     s = parser.add_argument_group("shapes and values")
@@ -61,8 +69,11 @@ def run(args) -> int:
 
     refuse_existing([args.out], args.force)
     spec = Spec.tutorial()
-    changes = {k: getattr(args, k) for k in ("activation", "bias", "output", "loss", "reduction")
+    changes = {k: getattr(args, k) for k in ("activation", "bias", "output", "loss", "reduction",
+                                             "head", "cell", "gru_reset")
                if getattr(args, k) is not None}
+    if changes.get("cell", "elman") != "elman" and "activation" not in changes:
+        changes["activation"] = "tanh"          # gated cells: fixed gates (the tutorial's is sigmoid)
     if args.truncation is not None:
         changes["truncation"] = parse_truncation(args.truncation)
     spec = dataclasses.replace(spec, **changes)
