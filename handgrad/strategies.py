@@ -96,15 +96,17 @@ def make_case(spec: Spec, B: int, T: int, D: int, H: int, O: int, scale: str = "
 
 
 def cases(spec=None, max_B: int = 3, max_T: int = 6, max_D: int = 3, max_H: int = 4,
-          max_O: int = 3, scales=tuple(WEIGHT_SCALES), h0=None):
-    """Random cases: sizes from 1 up to the maxima, a spec (`spec`: a Spec, a strategy, or None
-    for `specs()`), a weight scale from `scales`, h0 given or None (`h0`: None draws either,
-    True always gives one, False never)."""
+          max_O: int = 3, scales=tuple(WEIGHT_SCALES), h0=None, sizes=None):
+    """Random cases: sizes from 1 up to the maxima (or exactly `sizes=(B, T, D, H, O)`, for
+    candidates compiled per shape), a spec (`spec`: a Spec, a strategy, or None for `specs()`),
+    a weight scale from `scales`, h0 given or None (`h0`: None draws either, True always gives
+    one, False never)."""
     # the component strategies are built once here, not inside every draw: building them
     # (st.builds inspects Spec's signature) cost more than drawing from them
     if spec is None:
         spec = specs(max_k=max_T + 1)
-    size_strategies = [st.integers(1, m) for m in (max_B, max_T, max_D, max_H, max_O)]
+    size_strategies = ([st.integers(1, m) for m in (max_B, max_T, max_D, max_H, max_O)]
+                       if sizes is None else [st.just(int(n)) for n in sizes])
     scale_strategy = st.sampled_from(list(scales))
     booleans, seeds = st.booleans(), st.integers(0, 2**32 - 1)
 
