@@ -108,6 +108,10 @@ def alternatives(case, truncations=None, combine: bool = False) -> list[Alternat
             out.append(Alternative(_name(tr), dataclasses.replace(spec, truncation=tr), False))
     if case.h0 is not None and np.any(case.h0 != 0):
         out.append(Alternative("h0 = 0 (h0 ignored)", spec, True))
+        if combine:
+            out.extend(Alternative(f"h0 = 0 (h0 ignored) with {_name(tr)}",
+                                   dataclasses.replace(spec, truncation=tr), True)
+                       for tr in truncations if tr != spec.truncation)
     return out
 
 
@@ -247,13 +251,15 @@ def diagnose(case, answer: Answer, expected: Expected, rtol: float,
             if f is not None and (np.count_nonzero(expected.grads[n]) > 1 or _nice(f)):
                 factors[n] = f
     loss_factor = constant_factor(answer.loss, expected.loss, rtol)
-    lines = _alternative_lines(case, matches, loss_matches, answer, expected, rtol)
+    lines = _alternative_lines(case, matches, loss_matches, answer, expected, rtol,
+                               hint=not combine)
     lines += _factor_lines(case, factors, common is not None, loss_factor, answer, expected,
                            rtol)
     return Diagnosis(tuple(matches), tuple(loss_matches), factors, tuple(lines), case)
 
 
-def _alternative_lines(case, matches, loss_matches, answer, expected, rtol) -> list[str]:
+def _alternative_lines(case, matches, loss_matches, answer, expected, rtol,
+                       hint: bool = True) -> list[str]:
     if not matches:
         return []
     loss_right = rel_error(answer.loss, expected.loss) <= rtol
@@ -268,30 +274,34 @@ def _alternative_lines(case, matches, loss_matches, answer, expected, rtol) -> l
         head = f"diagnosis: the gradients are exactly those of {alt.label} ({whose})"
     lines = [head]
     for alt in matches:
-        why = _why(alt, case.spec)
+        why = _why(alt, case.spec, hint)
         if why:
             lines.append(f"  {alt.label}: {why}")
     return lines
 
 
-def _why(alt: Alternative, spec) -> str:
-    if alt.h0_ignored:
-        return ("the candidate ignores h0 and starts from zeros; if it always does, check it "
-                "with h0=False (and document that it takes no initial state)")
-    tr = alt.spec.truncation
-    if tr != spec.truncation:
-        asked = "full BPTT" if spec.truncation is None else repr(spec.truncation)
-        if isinstance(tr, Window) and tr.k == 0:
-            return ("the carry is dropped: each step sees only its own loss term, not the "
-                    "gradient carried back from step t+1 (dh_next); the spec asks for " + asked)
-        return (f"a truncated gradient where the spec asks for {asked}; hg.identify names "
-                "the convention on longer sequences")
+def _why(alt: Alternative, spec, hint: bool = True) -> str:
+    """One sentence per way `alt` differs from the spec."""
+    parts = []
     for field, _ in FIELDS:
         mine, theirs = getattr(spec, field), getattr(alt.spec, field)
         if mine != theirs:
-            return (f"the spec says {field}={mine!r}: check the candidate's {field}, or the "
-                    "spec you gave the oracle")
-    return ""
+            parts.append(f"the spec says {field}={mine!r}: check the candidate's {field}, or "
+                         "the spec you gave the oracle")
+    if alt.h0_ignored:
+        parts.append("the candidate ignores h0 and starts from zeros; if it always does, check "
+                     "it with h0=False (and document that it takes no initial state)")
+    tr = alt.spec.truncation
+    if tr != spec.truncation:
+        asked = _name(spec.truncation)
+        if isinstance(tr, Window) and tr.k == 0:
+            parts.append("the carry is dropped: each step sees only its own loss term, not the "
+                         f"gradient carried back from step t+1 (dh_next); the spec asks for {asked}")
+        else:
+            parts.append(f"a truncated gradient ({_name(tr)}) where the spec asks for {asked}"
+                         + ("; hg.identify names the convention on longer sequences"
+                            if hint else ""))
+    return "; ".join(parts)
 
 
 def _factor_lines(case, factors, common: bool, loss_factor, answer, expected,
