@@ -10,6 +10,8 @@ from handgrad.oracle import GradientMismatch, check, identify
 FULL = hg.Spec()                                        # tanh, bias, many-to-many, full BPTT
 ONES = {"B": 1, "T": 1, "D": 1, "H": 1, "O": 1}
 
+MEAN = hg.Spec(reduction="mean")
+
 # mistake -> (spec, the gradient reported first, the minimal sizes and why)
 CAUGHT = {
     "act_of_preactivation": (FULL, "U", ONES),                         # wrong at any size
@@ -17,8 +19,29 @@ CAUGHT = {
     "dW_paired_with_h_t": (FULL, "W", ONES),                           # h_1 != h_0 at T=1
     "W_not_transposed": (FULL, "h0", {**ONES, "H": 2}),                # W == W^T when H=1
     "window_off_by_one": (hg.Spec(truncation=hg.Window(2)), "U", {**ONES, "T": 3}),  # k+1 steps
-    "mean_vs_sum": (hg.Spec(reduction="mean"), "U", None),             # needs a count of 2
+    "mean_vs_sum": (MEAN, "U", None),                                  # needs a count of 2
     "dh0_not_carried": (FULL, "h0", ONES),
+    "biases_summed": (FULL, "b", ONES),
+    "mean_over_batch_only": (MEAN, "loss", None),                      # B*T*O / B must be 2
+    "clipped_gradient": (FULL, "U", ONES),
+    "ignores_h0": (FULL, "loss", ONES),                                # with an h0, any size
+    "other_activation": (FULL, "loss", ONES),
+    "missing_half": (FULL, "U", ONES),
+}
+
+# mistake -> what the diagnosis names (checked on the report of the test above): the
+# alternative the gradients match, or the constant factor and its usual cause. The mistakes
+# not listed are no other convention and no constant factor; the time step names them.
+DIAGNOSED = {
+    "dropped_carry": ("Window(0)", "the carry is dropped"),
+    "window_off_by_one": ("Window(1)", "where the spec asks for Window(2)"),
+    "mean_vs_sum": ("reduction='sum'", "mean vs sum"),
+    "biases_summed": ({"b": 2.0}, "bias_ih and bias_hh were added"),
+    "mean_over_batch_only": (10.0, "a mean over the batch only: divided by B=3"),
+    "clipped_gradient": ("clip", "gradient clipping"),
+    "ignores_h0": ("h0 = 0 (h0 ignored)", "check it with h0=False"),
+    "other_activation": ("activation='sigmoid'", "the spec says activation='tanh'"),
+    "missing_half": ("loss='squared'", "no 1/2 in front of the squared error"),
 }
 
 
@@ -40,6 +63,30 @@ def test_mistake_is_caught_and_shrunk(mistake, tmp_path):
         assert e.case.sizes == sizes, str(e)
     assert e.path.exists() and "confirmed by complex step" in str(e)
     assert e.rel_error > e.rtol
+    found, words = DIAGNOSED.get(mistake, (None, None))
+    labels = [a.label for a in e.diagnosis.matches]
+    if found is None:                        # no alternative and no factor explains it
+        assert not labels and not e.diagnosis.factors, str(e)
+    elif isinstance(found, str) and found != "clip":
+        assert labels == [found], str(e)
+    elif isinstance(found, dict):            # one gradient scaled alone
+        assert e.diagnosis.factors == pytest.approx(found) and not labels, str(e)
+    else:                                    # every weight gradient scaled alike
+        factors = set(round(f, 9) for f in e.diagnosis.factors.values())
+        assert len(factors) == 1 and not labels, str(e)
+        if found != "clip":
+            assert factors == {found}, str(e)
+        else:                                # clip_grad_norm_ scaled every weight gradient
+            norm = np.sqrt(sum(np.sum(g ** 2) for n, g in _clipped_answer(e).grads.items() if n != "h0"))
+            assert norm == pytest.approx(1e-3), str(e)
+    if words:
+        assert words in str(e), str(e)
+
+
+def _clipped_answer(e):
+    """The clipping candidate's answer on the case its diagnosis was made on."""
+    from handgrad.oracle.evaluate import call_candidate
+    return call_candidate(rnn(e.case.spec, "clipped_gradient"), e.diagnosis.case)
 
 
 def test_tutorial_published_backward_is_caught():

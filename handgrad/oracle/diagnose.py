@@ -206,11 +206,10 @@ def factor_causes(f: float, case, names, common: bool, loss_factor: Optional[flo
         if _close(f, mine / theirs):
             causes.append(f"mean vs sum: the gradient of reduction={other!r}, which divides by "
                           f"{theirs}, where the spec's {spec.reduction!r} divides by {mine}")
-    if _close(f, 1 / B) and B > 1 and not any("divided by" in c for c in causes):
-        causes.append(f"divided by the batch size B={B}: a mean over the batch only "
-                      "(loss.sum() / B)")
-    if _close(f, B) and B > 1 and not any("divided by" in c for c in causes):
-        causes.append(f"missing a division by the batch size B={B}")
+    if B > 1 and _close(f, mine / B) and not any(c.startswith("mean vs sum") for c in causes):
+        causes.append(f"a mean over the batch only: divided by B={B} (loss.sum() / B, sum over "
+                      f"time, mean over the batch) where the spec's {spec.reduction!r} divides "
+                      f"by {mine}")
     halves = {"half_squared": 0.5, "squared": 1.0}
     if spec.loss in halves:
         for other, k in halves.items():
