@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 import handgrad as hg
 from handgrad.cli import main
@@ -38,9 +39,10 @@ def programs(tmp_path_factory):
 def test_correct_c_program_passes(programs):
     for spec in (SPEC, hg.Spec(activation="sigmoid", bias=False, output="last", loss="squared",
                                reduction="mean")):
+        n = max(30, settings().max_examples // 4)      # 500 under the thorough profile
         candidate = ExecCandidate(programs["ok"], spec)
-        report = check(candidate, spec, max_examples=30, save_dir=None)
-        assert report.examples == 30 and candidate.calls == 30 and candidate.loss_returned
+        report = check(candidate, spec, max_examples=n, save_dir=None)
+        assert report.examples == n and candidate.calls == n and candidate.loss_returned
 
 
 def test_c_bug_is_found_shrunk_and_saved(programs, tmp_path):

@@ -2,6 +2,7 @@
 style passes, and identify names the truncation of each truncated style."""
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import handgrad as hg
 from handgrad.gallery import MISTAKES, chunked_rnn, column_rnn, rnn, tutorial_rnn
@@ -11,6 +12,12 @@ FULL = hg.Spec()                                        # tanh, bias, many-to-ma
 ONES = {"B": 1, "T": 1, "D": 1, "H": 1, "O": 1}
 
 MEAN = hg.Spec(reduction="mean")
+
+
+def searched(n: int) -> int:
+    """`n` cases under the dev and ci profiles; a quarter of the profile's count under
+    `thorough` (500): correct candidates must pass the harder search too."""
+    return max(n, settings().max_examples // 4)
 
 # mistake -> (spec, the gradient reported first, the minimal sizes and why)
 CAUGHT = {
@@ -112,13 +119,13 @@ def test_tutorial_published_backward_is_caught():
 ], ids=["classic", "column", "column-float32", "column-tutorial", "classic-window-mean",
         "column-window-last"])
 def test_correct_style_passes(spec, candidate):
-    report = check(candidate, spec, max_examples=60, save_dir=None)
-    assert report.examples == 60
+    report = check(candidate, spec, max_examples=searched(60), save_dir=None)
+    assert report.examples == searched(60)
 
 
 def test_chunked_style_passes_and_is_identified():
     spec = hg.Spec(truncation=hg.Chunks(2), activation="sigmoid")
-    check(chunked_rnn(spec, 2), spec, max_examples=40, max_T=9, save_dir=None)   # every T
+    check(chunked_rnn(spec, 2), spec, max_examples=searched(40), max_T=9, save_dir=None)   # every T
     assert identify(chunked_rnn(spec, 2), spec, save_dir=None).truncation == hg.Chunks(2)
 
 
@@ -138,21 +145,21 @@ def torch_rnn():
 
 
 def test_torch_full_passes(torch_rnn):
-    check(torch_rnn(FULL), FULL, max_examples=40, save_dir=None)
+    check(torch_rnn(FULL), FULL, max_examples=searched(40), save_dir=None)
     spec = hg.Spec(activation="sigmoid", output="last", reduction="mean", bias=False)
-    check(torch_rnn(spec), spec, max_examples=20, save_dir=None)
+    check(torch_rnn(spec), spec, max_examples=searched(20), save_dir=None)
 
 
 def test_torch_float32_is_judged_as_float32(torch_rnn):
     import torch
-    report = check(torch_rnn(FULL, dtype=torch.float32), FULL, max_examples=20, save_dir=None)
+    report = check(torch_rnn(FULL, dtype=torch.float32), FULL, max_examples=searched(20), save_dir=None)
     assert report.dtypes == ("float32",)
 
 
 @pytest.mark.parametrize("k", [2, 3])
 def test_torch_detach_is_chunks(torch_rnn, k):
     spec = hg.Spec(truncation=hg.Chunks(k))
-    check(torch_rnn(spec, detach_every=k), spec, max_examples=20, max_T=3 * k + 1,
+    check(torch_rnn(spec, detach_every=k), spec, max_examples=searched(20), max_T=3 * k + 1,
           save_dir=None)                                 # every T, k dividing it or not
     found = identify(torch_rnn(spec, detach_every=k), spec, save_dir=None)
     assert found.truncation == hg.Chunks(k)

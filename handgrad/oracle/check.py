@@ -279,8 +279,8 @@ def mismatch(case, got, expected, cmp, candidate=None, save_dir=None, path=None,
 def _diagnosis_lines(found, case) -> tuple:
     if not found.lines or found.case is case:
         return found.lines
-    return (*found.lines, f"  (diagnosed on a larger case, where more conventions differ: "
-                          f"{describe_case(found.case)})")
+    return (*found.lines, f"  (diagnosed on a larger case, {describe_case(found.case)}: on "
+                          "the minimal one, different causes can give the same numbers)")
 
 
 def _confirm_diagnosis(candidate, case, rtol):
