@@ -159,7 +159,7 @@ def test_a_failed_save_never_loses_the_report(tmp_path, monkeypatch):
     (lambda: check(rnn(SPEC), SPEC, sizes=(1, 2, 3, 0, 1)), "sizes H must be an integer >= 1"),
     (lambda: check(rnn(SPEC), SPEC, sizes=(1, 2, 3, 4, 1), strategy=cases(SPEC)),
      "give sizes= or strategy=, not both"),
-    (lambda: replay(None, rnn(SPEC)), "path must be a file path, got None"),
+    (lambda: replay(None, rnn(SPEC)), "path must be a path (str or os.PathLike), got None"),
     (lambda: replay("case.npz", None), "candidate must be callable"),
     (lambda: replay("case.npz", rnn(SPEC), rtol=2), "rtol must be a number in (0, 1)"),
 ], ids=lambda x: x if isinstance(x, str) else "")

@@ -12,6 +12,8 @@ HELP = ("check a candidate's loss and gradients file against a case file "
 
 
 def add_arguments(parser):
+    from ._types import float_between
+
     parser.add_argument("case", metavar="CASE", help="a case file written by `handgrad case`")
     parser.add_argument("candidate", metavar="CANDIDATE", nargs="?",
                         help="the implementation's answers: grad_U, grad_W, grad_V (grad_b, "
@@ -20,7 +22,7 @@ def add_arguments(parser):
     parser.add_argument("--exec", dest="exec_command", metavar="CMD",
                         help="the program that wrote CANDIDATE: '... {case} ... {out}' (see "
                              "`handgrad check --exec`); run to tell which time step is wrong")
-    parser.add_argument("--timeout", type=float, default=60.0,
+    parser.add_argument("--timeout", type=float_between(0), default=60.0,
                         help="seconds per run of CMD (default 60)")
     parser.add_argument("--rtol", type=float, default=None,
                         help="tolerance (default: by the candidate file's dtype, "
@@ -37,8 +39,6 @@ def run(args) -> int:
         raise ValueError(f"--rtol must be in (0, 1), got {args.rtol}")
     if args.candidate is None and args.exec_command is None:
         raise ValueError("give a CANDIDATE file, or --exec CMD to run the program on the case")
-    if not args.timeout > 0:
-        raise ValueError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     case = read_case(args.case)
     verify_case(args.case, case, TOLERANCES["jax"])
     program = None

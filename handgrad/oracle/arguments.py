@@ -62,7 +62,7 @@ def check_save_dir(save_dir) -> Optional[Path]:
 
 def check_path(name: str, value) -> Path:
     if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
-        raise ValueError(f"{name} must be a file path, got {value!r}")
+        raise ValueError(f"{name} must be a path (str or os.PathLike), got {value!r}")
     return Path(value)
 
 

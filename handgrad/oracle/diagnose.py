@@ -52,13 +52,23 @@ class Diagnosis(NamedTuple):
     case: object = None         # the case it was made on
 
 
+def _hidden_and_outputs(case) -> tuple:
+    """(H, O) of a case: H from the recurrent weights (W, or a gated cell's W_hh (G H, H)), O
+    from float targets (one per output) or from V (class ids)."""
+    W = getattr(case.params, "W", None)
+    H = (W if W is not None else case.params.W_hh).shape[1]
+    ys = np.asarray(case.ys)
+    O = ys.shape[-1] if ys.dtype.kind == "f" else case.params.V.shape[0]
+    return H, O
+
+
 def larger_case(case):
     """A case a little larger than `case` (same spec, scale and h0 or not): a minimal case can
     be too small to tell alternatives apart (at B = T = O = 1, a mean is a sum)."""
     from ..strategies import make_case
 
     B, T, D = case.xs.shape
-    H, O = case.params.W.shape[0], case.params.V.shape[0]
+    H, O = _hidden_and_outputs(case)
     return make_case(case.spec, max(B, 3), max(T + 2, 5), max(D, 2), max(H, 3), max(O, 2),
                      scale=getattr(case, "scale", None) or "moderate", seed=1,
                      with_h0=case.h0 is not None)
@@ -184,7 +194,7 @@ def factor_causes(f: float, case, names, common: bool, loss_factor: Optional[flo
     spec = case.spec
     B, T = case.xs.shape[:2]
     S = T if spec.output == "all" else 1
-    O = case.params.V.shape[0]
+    O = _hidden_and_outputs(case)[1]
     shape = (S, B, O)
     causes = []
     if set(names) == {"b"} and _close(f, 2.0):
