@@ -25,7 +25,8 @@ import numpy as np
 
 from ..params import Params
 from ..tolerances import rel_error
-from .evaluate import Answer, call_candidate, expected_answer
+from .evaluate import Answer, expected_answer
+from .run import run
 
 
 class StepReport(NamedTuple):
@@ -92,7 +93,7 @@ def locate_steps(candidate, case, answer: Answer, expected, rtol: float, param: 
     """Split the candidate's dU (and db) by time step and say which steps are wrong."""
     T, D = case.xs.shape[1], case.xs.shape[2]
     split = split_by_step(case)
-    got = call_candidate(candidate, split)
+    got = run(candidate, split)
     if not isinstance(got, Answer):
         return StepReport(None, None, (), None, "time step: could not be told (the candidate "
                           f"fails on the step-split problem with D={split.xs.shape[2]}: {got.detail})")
