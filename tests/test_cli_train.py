@@ -181,7 +181,7 @@ def bad_csvs(tmp_path_factory):
     (["--truncation", "window:-1"], "truncation"),
     (["--clip", "value:0"], "clip"),
     (["--no-such-option"], "unrecognized"),
-    (["--activation", "relu"], "activation"),
+    (["--activation", "softplus"], "activation"),
     (["--csv", "/no/such/file.csv"], "no/such/file.csv"),
     (["--columns", "a"], "--csv"),
     (["--csv", "{d}/text.csv", "--columns", "a"], "numeric"),
