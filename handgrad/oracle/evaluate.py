@@ -3,7 +3,9 @@
 Size letters: B batch, T time steps, D inputs, H hidden units, O outputs.
 
 A candidate is `candidate(params, xs, ys, h0) -> (loss, grads)`; `grads` is a mapping or an
-object with attributes U, W, V (b, c with bias; an optional h0). Arrays may be numpy, PyTorch
+object with attributes named as the parameters (U, W, V, b, c; W_ih, W_hh, b_ih, b_hh, V, c for
+the gated cells), every one of them required, plus optional h0 (for the LSTM the pair
+(dh_0, dc_0), or h0 and c0 apart) and xs (dL/dxs, (B, T, D)). Arrays may be numpy, PyTorch
 (detached here) or anything `np.asarray` understands. Whatever goes wrong inside the candidate
 becomes a `Failure` with one readable line, never an exception of the oracle.
 """
@@ -16,10 +18,14 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from ..bptt import loss_and_grads
+from ..params import tree_map
 from ..tolerances import TOLERANCES, rel_error, tolerance_for
 from .conditioning import dtype_of, roundoff_floor
 
-ORDER = ("loss", "U", "W", "V", "b", "c", "h0")     # the order errors are listed in
+# the order errors are listed in (and the first failing one reported): the loss, the weights,
+# the biases, the initial state and the inputs
+ORDER = ("loss", "U", "W", "W_ih", "W_hh", "V", "b", "b_ih", "b_hh", "c", "h0", "c0", "xs")
+OPTIONAL = ("h0", "c0", "xs")                        # checked when the candidate returns them
 
 
 class Answer(NamedTuple):
@@ -62,11 +68,12 @@ class Comparison(NamedTuple):
 
 
 def expected_answer(case) -> Expected:
-    """The hand BPTT's loss and gradients (dh0 included) for `case`."""
-    loss, grads, dh0 = loss_and_grads(case.params, case.xs, case.ys, case.spec, h0=case.h0,
-                                      wrt_h0=True)
+    """The hand BPTT's loss and gradients (of h0, c0 and xs included) for `case`."""
+    loss, grads, dh0, dxs = loss_and_grads(case.params, case.xs, case.ys, case.spec, h0=case.h0,
+                                           wrt_h0=True, wrt_xs=True)
     out = grads.arrays()
-    out["h0"] = dh0
+    out.update(zip(("h0", "c0"), dh0) if isinstance(dh0, tuple) else [("h0", dh0)])
+    out["xs"] = dxs
     return Expected(float(loss), out)
 
 
@@ -91,7 +98,7 @@ def _where(exc: BaseException) -> str:
 def call_candidate(candidate, case):
     """Run the candidate on copies of the case's arrays. Returns an Answer or a Failure."""
     params = case.params._replace(**{k: v.copy() for k, v in case.params.arrays().items()})
-    h0 = None if case.h0 is None else case.h0.copy()
+    h0 = tree_map(np.copy, case.h0)
     try:
         out = candidate(params, case.xs.copy(), case.ys.copy(), h0)
     except Exception as exc:  # noqa: BLE001 - a candidate's crash is a finding, not our crash
@@ -106,28 +113,38 @@ def normalize(out, case):
         return Failure("bad_output", "the candidate must return (loss, grads), "
                        f"got {type(out).__name__}")
     raw_loss, raw_grads = out
-    names = [n for n, p in case.params._asdict().items() if p is not None]
+    names = list(case.params.arrays())
+    states = ("h0", "c0") if case.spec.cell == "lstm" else ("h0",)
+    optional = (*states, "xs")
+    absent = [n for n in type(case.params)._fields if n not in names]   # None for this spec
     if isinstance(raw_grads, Mapping):
-        unknown = sorted(str(k) for k in raw_grads if k not in (*names, "h0"))
+        unknown = sorted(str(k) for k in raw_grads if k not in (*names, *optional, *absent))
         if unknown:
             return Failure("bad_output", f"grads has unexpected key(s) {unknown}; expected "
-                           f"{', '.join(names)} (and optionally h0)")
+                           f"{', '.join(names)} (and optionally {', '.join(optional)})")
         given = {k: v for k, v in raw_grads.items() if v is not None}
     else:
-        given = {n: getattr(raw_grads, n) for n in (*names, "h0")
+        given = {n: getattr(raw_grads, n) for n in (*names, *optional, *absent)
                  if getattr(raw_grads, n, None) is not None}
         if not given:
             return Failure("bad_output", "grads must be a mapping or have attributes "
                            f"{', '.join(names)}, got {type(raw_grads).__name__}")
+    if case.spec.cell == "lstm" and isinstance(given.get("h0"), (tuple, list)):
+        if len(given["h0"]) != 2 or "c0" in given:
+            return Failure("bad_output", "grads['h0'] of an LSTM is the pair (dh_0, dc_0) "
+                           "(or give h0 and c0 apart)", "h0")
+        pair = given.pop("h0")
+        given.update({n: v for n, v in zip(states, pair) if v is not None})
     missing = [n for n in names if n not in given]
     if missing:
         return Failure("bad_output", f"grads is missing {', '.join(missing)}")
-    if not case.spec.bias:
-        extra = [n for n in ("b", "c") if n in given]
-        if extra:
-            return Failure("bad_output", f"grads has {', '.join(extra)} but spec.bias is False")
-    shapes = {n: p.shape for n, p in case.params._asdict().items() if p is not None}
-    shapes["h0"] = (case.xs.shape[0], case.params.W.shape[0])
+    extra = [n for n in absent if n in given]
+    if extra:
+        return Failure("bad_output", f"grads has {', '.join(extra)} but the spec has none "
+                       f"(bias={case.spec.bias}, head={case.spec.head})")
+    shapes = {n: p.shape for n, p in case.params.arrays().items()}
+    B, T, D = case.xs.shape
+    shapes.update({n: (B, case.params.sizes[1]) for n in states}, xs=(B, T, D))
     grads, dtypes, floats = {}, {}, []
     for n in ORDER[1:]:
         if n not in given:
@@ -235,7 +252,7 @@ def precision_note(answer: Answer, expected: Expected, failing, case) -> Optiona
 
 def primary(failing) -> str:
     """Which failing quantity to report first: the loss (the forward pass is wrong), else the
-    first failing weight gradient in the order U, W, V, b, c, else h0."""
+    first failing gradient in `ORDER` (weights, biases, then h0, c0, xs)."""
     for n in ORDER:
         if n in failing:
             return n

@@ -67,13 +67,16 @@ class CheckReport:
 
 def describe_spec(spec) -> str:
     trunc = "full BPTT" if spec.truncation is None else repr(spec.truncation)
-    return (f"{spec.activation}, {'bias' if spec.bias else 'no bias'}, output={spec.output}, "
+    unit = {"elman": spec.activation, "gru": f"GRU (reset {spec.gru_reset})",
+            "lstm": "LSTM"}[spec.cell]
+    return (f"{unit}, {'bias' if spec.bias else 'no bias'}"
+            f"{'' if spec.head else ', no head'}, output={spec.output}, "
             f"{spec.loss}, {spec.reduction}, {trunc}")
 
 
 def describe_case(case) -> str:
     B, T, D = case.xs.shape
-    H, O = case.params.W.shape[0], case.params.V.shape[0]
+    _, H, O = case.params.sizes
     h0 = "h0 given" if case.h0 is not None else "h0 = 0"
     extra = ""
     if getattr(case, "scale", None) is not None:
