@@ -9,7 +9,8 @@ Size letters: B batch, T time steps, D inputs, H hidden units, O outputs, S outp
     hg.check(candidate, spec, sizes=(B, T, D, H, O))
 
 Both return `candidate(params, xs, ys, h0) -> (loss, grads)` with handgrad's names (U, W, V,
-b, c and h0). torch and jax are imported only when an adapter is built.
+b, c and h0; W_ih, W_hh, b_ih, b_hh, V, c and h0 (c0) for the GRU and the LSTM). torch and jax are
+imported only when an adapter is built.
 """
 from __future__ import annotations
 
@@ -20,24 +21,27 @@ from .losses import loss_count
 from .spec import Spec
 
 TORCH_LOSSES = ("half_squared", "squared", "cross_entropy", "linear")
-PARAM_NAMES = ("U", "W", "V", "b", "c")
+PARAM_NAMES = ("U", "W", "V", "b", "c", "W_ih", "W_hh", "b_ih", "b_hh")
 
 
 # ---------------------------------------------------------------- PyTorch
 
 
 def from_torch(rnn, spec: Spec, head=None, *, detach_every: Optional[int] = None):
-    """A candidate that runs a PyTorch `nn.RNN` (one layer, one direction) or `nn.RNNCell`,
-    followed by the output layer `head` (an `nn.Linear(H, O)`), on handgrad's parameters.
+    """A candidate that runs a PyTorch `nn.RNN`, `nn.GRU` or `nn.LSTM` (one layer, one
+    direction) or `nn.RNNCell`, `nn.GRUCell`, `nn.LSTMCell`, followed by the output layer `head`
+    (an `nn.Linear(H, O)`), on handgrad's parameters.
 
     Parameters are mapped by name: weight_ih(_l0) = U (H, D), weight_hh(_l0) = W (H, H),
-    head.weight = V (O, H), head.bias = c; PyTorch's two hidden biases enter only as their
-    sum, so b is loaded into bias_ih and zeros into bias_hh, and the returned db is bias_ih's
-    gradient (which equals bias_hh's; adding the two would double it). h0 (B, H) becomes the
-    module's (1, B, H) initial state, batch_first or not is the module's own. The loss is the
-    spec's (loss and reduction), computed in torch on head(h_t) for the spec's output steps.
-    `detach_every=k` detaches the hidden state after every k steps, as a truncated-BPTT loop
-    does (that is `Chunks(k)`).
+    head.weight = V (O, H), head.bias = c; PyTorch's two hidden biases of `nn.RNN` enter only as
+    their sum, so b is loaded into bias_ih and zeros into bias_hh, and the returned db is
+    bias_ih's gradient (which equals bias_hh's; adding the two would double it). The GRU and the
+    LSTM use PyTorch's own layout (`hg.GatedParams`): weight_ih = W_ih, weight_hh = W_hh,
+    bias_ih = b_ih, bias_hh = b_hh. h0 (B, H) (the LSTM's pair (h_0, c_0)) becomes the module's
+    (1, B, H) initial state; batch_first or not is the module's own. The loss is the spec's
+    (loss and reduction), computed in torch on head(h_t) for the spec's output steps.
+    `detach_every=k` detaches the hidden state (h and c) after every k steps, as a
+    truncated-BPTT loop does (that is `Chunks(k)`).
 
     The modules are copied: yours are never modified. The copy computes in its own dtype
     (use .double(); a float32 module is judged by the float32 tolerance). When the oracle asks
@@ -48,15 +52,23 @@ def from_torch(rnn, spec: Spec, head=None, *, detach_every: Optional[int] = None
 
     if not isinstance(spec, Spec):
         raise ValueError(f"spec must be a handgrad.Spec, got {type(spec).__name__}")
-    cell = isinstance(rnn, torch.nn.RNNCell)
-    if not (cell or isinstance(rnn, torch.nn.RNN)):
-        raise ValueError(f"rnn must be a torch.nn.RNN or torch.nn.RNNCell, got "
-                         f"{type(rnn).__name__}")
+    kinds = {torch.nn.RNN: "elman", torch.nn.RNNCell: "elman", torch.nn.GRU: "gru",
+             torch.nn.GRUCell: "gru", torch.nn.LSTM: "lstm", torch.nn.LSTMCell: "lstm"}
+    kind = kinds.get(type(rnn))
+    if kind is None:
+        raise ValueError("rnn must be a torch.nn.RNN, GRU or LSTM, or an RNNCell, GRUCell or "
+                         f"LSTMCell, got {type(rnn).__name__}")
+    if kind != spec.cell:
+        raise ValueError(f"spec.cell is {spec.cell!r} but rnn is a {type(rnn).__name__}")
+    if kind == "gru" and spec.gru_reset != "after":
+        raise ValueError("PyTorch's GRU applies the reset gate after the product: "
+                         f"spec.gru_reset must be 'after', got {spec.gru_reset!r}")
+    cell = isinstance(rnn, torch.nn.RNNCellBase)
     if not cell and (rnn.num_layers != 1 or rnn.bidirectional or rnn.proj_size):
         raise ValueError("rnn must have one layer, one direction and no projection, got "
                          f"num_layers={rnn.num_layers}, bidirectional={rnn.bidirectional}, "
                          f"proj_size={rnn.proj_size}")
-    if rnn.nonlinearity != spec.activation:
+    if kind == "elman" and rnn.nonlinearity != spec.activation:
         raise ValueError(f"spec.activation is {spec.activation!r} but the module's "
                          f"nonlinearity is {rnn.nonlinearity!r} (PyTorch's RNN has tanh and "
                          "relu only)")
@@ -83,9 +95,7 @@ def from_torch(rnn, spec: Spec, head=None, *, detach_every: Optional[int] = None
     modules = {_torch_sizes(*template): template}
 
     def candidate(params, xs, ys, h0):
-        D, H, O = params.U.shape[1], params.W.shape[0], params.W.shape[0]
-        if params.V is not None:
-            O = params.V.shape[0]
+        D, H, O = params.sizes
         if (D, H, O) not in modules:
             modules[(D, H, O)] = _torch_resized(*template, D, H, O)
         rnn_, head_ = modules[(D, H, O)]
@@ -110,8 +120,10 @@ def _torch_resized(rnn, head, D: int, H: int, O: int):
     import torch
 
     dtype = _weight(rnn, "weight_ih").dtype
-    options = dict(nonlinearity=rnn.nonlinearity, bias=rnn.bias)
-    if not isinstance(rnn, torch.nn.RNNCell):
+    options = dict(bias=rnn.bias)
+    if isinstance(rnn, (torch.nn.RNN, torch.nn.RNNCell)):
+        options["nonlinearity"] = rnn.nonlinearity
+    if not isinstance(rnn, torch.nn.RNNCellBase):
         options["batch_first"] = rnn.batch_first
     new_rnn = type(rnn)(D, H, **options).to(dtype)
     new_head = None if head is None else torch.nn.Linear(H, O, bias=head.bias is not None).to(
@@ -126,13 +138,18 @@ def _torch_run(rnn, head, spec, params, xs, ys, h0, detach_every):
     w_ih, w_hh = _weight(rnn, "weight_ih"), _weight(rnn, "weight_hh")
     dtype = w_ih.dtype
     leaves = [w_ih, w_hh]
+    gated = spec.cell != "elman"
+    names = ("W_ih", "W_hh", "b_ih", "b_hh") if gated else ("U", "W", "b", None)
     with torch.no_grad():                                    # handgrad's params -> the modules
-        w_ih.copy_(torch.as_tensor(params.U))
-        w_hh.copy_(torch.as_tensor(params.W))
+        w_ih.copy_(torch.as_tensor(getattr(params, names[0])))
+        w_hh.copy_(torch.as_tensor(getattr(params, names[1])))
         if spec.bias:
             b_ih, b_hh = _weight(rnn, "bias_ih"), _weight(rnn, "bias_hh")
-            b_ih.copy_(torch.as_tensor(params.b))                # b = bias_ih + bias_hh
-            b_hh.zero_()
+            b_ih.copy_(torch.as_tensor(getattr(params, names[2])))
+            if gated:
+                b_hh.copy_(torch.as_tensor(params.b_hh))
+            else:
+                b_hh.zero_()                                 # b = bias_ih + bias_hh
             leaves += [b_ih, b_hh]
         if head is not None:
             head.weight.copy_(torch.as_tensor(params.V))
@@ -144,17 +161,24 @@ def _torch_run(rnn, head, spec, params, xs, ys, h0, detach_every):
         p.grad = None
     x = torch.as_tensor(xs, dtype=dtype)                     # (B, T, D)
     B, T, _ = x.shape
-    H = w_hh.shape[0]
-    h_init = (torch.zeros(B, H, dtype=dtype) if h0 is None
-              else torch.tensor(h0, dtype=dtype)).requires_grad_(True)
+    H = w_hh.shape[1]
+    starts = (None, None) if h0 is None else (h0 if spec.cell == "lstm" else (h0, None))
+    h_init = tuple((torch.zeros(B, H, dtype=dtype) if s is None
+                    else torch.tensor(s, dtype=dtype)).requires_grad_(True) for s in starts)
+    if spec.cell != "lstm":
+        h_init = h_init[:1]                                  # (h,) or (h, c)
     hs = _torch_states(rnn, x, h_init, detach_every or T)    # (B, T, H)
     used = hs if spec.output == "all" else hs[:, -1:]        # (B, S, H)
     os = used if head is None else head(used)                # (B, S, O)
     loss = _torch_loss(os, ys, spec)
     loss.backward()
-    grads = {"U": w_ih.grad, "W": w_hh.grad, "h0": h_init.grad}
+    grads = {names[0]: w_ih.grad, names[1]: w_hh.grad, "h0": h_init[0].grad}
+    if spec.cell == "lstm":
+        grads["c0"] = h_init[1].grad
     if spec.bias:
-        grads["b"] = _weight(rnn, "bias_ih").grad                # == bias_hh's gradient
+        grads[names[2]] = _weight(rnn, "bias_ih").grad          # Elman: == bias_hh's gradient
+        if gated:
+            grads["b_hh"] = _weight(rnn, "bias_hh").grad
     if head is not None:
         grads["V"] = head.weight.grad
         if head.bias is not None:
@@ -162,25 +186,28 @@ def _torch_run(rnn, head, spec, params, xs, ys, h0, detach_every):
     return float(loss.detach()), grads
 
 
-def _torch_states(rnn, x, h_init, k: int):
-    """h_1..h_T (B, T, H) from x (B, T, D), the state detached after every k steps."""
+def _torch_states(rnn, x, h_init: tuple, k: int):
+    """h_1..h_T (B, T, H) from x (B, T, D) and the initial state (h,) or the LSTM's (h, c),
+    the state detached after every k steps."""
     import torch
 
     T = x.shape[1]
-    if isinstance(rnn, torch.nn.RNNCell):
-        h, states = h_init, []
+    lstm = len(h_init) == 2
+    if isinstance(rnn, torch.nn.RNNCellBase):
+        state, states = h_init if lstm else h_init[0], []
         for t in range(T):
-            if t > 0 and t % k == 0:
-                h = h.detach()                                # truncate here
-            h = rnn(x[:, t], h)
-            states.append(h)
+            if t > 0 and t % k == 0:                          # truncate here
+                state = tuple(s.detach() for s in state) if lstm else state.detach()
+            state = rnn(x[:, t], state)
+            states.append(state[0] if lstm else state)
         return torch.stack(states, dim=1)
-    h, chunks = h_init[None], []                              # (1, B, H)
+    state = tuple(s[None] for s in h_init) if lstm else h_init[0][None]   # (1, B, H)
+    chunks = []
     for start in range(0, T, k):
         part = x[:, start:start + k]
-        out, h = rnn(part if rnn.batch_first else part.transpose(0, 1), h)
+        out, state = rnn(part if rnn.batch_first else part.transpose(0, 1), state)
         chunks.append(out if rnn.batch_first else out.transpose(0, 1))
-        h = h.detach()                                        # truncate here
+        state = tuple(s.detach() for s in state) if lstm else state.detach()   # truncate here
     return torch.cat(chunks, dim=1)
 
 

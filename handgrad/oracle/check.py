@@ -36,6 +36,7 @@ from .arguments import (check_candidate, check_count, check_path, check_rtol, ch
 from .confirm import confirm
 from .diagnose import diagnose, larger_case
 from .evaluate import Answer, compare, expected_answer, primary, worst_element
+from .gates import gate_text
 from .locate import locate_steps
 from .report import (CandidateError, CheckReport, GradientMismatch, candidate_message,
                      describe_case, element, mismatch_message)
@@ -270,7 +271,9 @@ def mismatch(case, got, expected, cmp, candidate=None, save_dir=None, path=None,
                                failing=cmp.failing, case_word=case_word,
                                step_text=step.text if step else None, confirmed=confirmed,
                                path=path, header=header, diagnosis=_diagnosis_lines(found, case),
-                               note=note, precision=cmp.note)
+                               note=note, precision=cmp.note,
+                               gates=gate_text(case.spec, got.grads, expected.grads, cmp.failing,
+                                               cmp.rtols or {}))
     return GradientMismatch(message, param=param, index=index, expected=exp_v, actual=act_v,
                             rel_error=cmp.errors[param], case=case, path=path,
                             errors=cmp.errors, rtol=cmp.rtol, step=step, diagnosis=found)

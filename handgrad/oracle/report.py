@@ -99,7 +99,7 @@ def _errors_line(errors: dict, failing) -> str:
 def mismatch_message(*, spec, case, param, index, expected, actual, rel, errors, rtol,
                      step_text, confirmed, path, header="gradient mismatch", floor=None,
                      failing=(), case_word="minimal case", diagnosis=(), note=None,
-                     precision=None) -> str:
+                     precision=None, gates=None) -> str:
     what = "loss" if param == "loss" else f"d loss/d {param}"
     where = "" if param == "loss" else f"[{', '.join(map(str, index))}]"
     lines = [
@@ -109,6 +109,8 @@ def mismatch_message(*, spec, case, param, index, expected, actual, rel, errors,
     ]
     if floor:
         lines[-1] += f" (and beyond the round-off floor {floor:.1e} of this case)"
+    if gates:                             # oracle.gates: the wrong gate blocks
+        lines.append(f"  {gates}")
     if step_text:
         lines.append(f"  {step_text}")
     lines.extend(f"  {line}" for line in diagnosis)
