@@ -23,6 +23,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 
+from .._threads import blas_threads
 from .._validate import check_inputs
 from ..losses import loss_and_output_grad, loss_count
 from ..nonlin import act, act_derivative
@@ -171,18 +172,21 @@ def forward_pass(prob: Problem, method: Method, after_step: Optional[Callable] =
                       None if dh0 is None else dh0 / n)
 
 
-def grouped_pass(prob: Problem, method: Method, group: int) -> PassResult:
+def grouped_pass(prob: Problem, method: Method, group: int, work_per_unit: int = 0) -> PassResult:
     """`forward_pass` over groups of at most `group` samples at a time (the samples are
     independent; a method whose carry is large per sample bounds its memory this way). The carry
-    returned is the last group's."""
+    returned is the last group's. BLAS gets one thread when the multiply-adds per step, about
+    group H^2 work_per_unit (RTRL: Z), are few (see `handgrad._threads`)."""
     B = prob.xs.shape[0]
-    if group >= B:
-        return forward_pass(prob, method)
-    parts = []
-    for lo in range(0, B, group):
-        sl = slice(lo, lo + group)
-        parts.append(forward_pass(prob._replace(xs=prob.xs[sl], ys=prob.ys[sl], h0=prob.h0[sl]),
-                                  method))
+    D, H, _ = prob.params.sizes
+    with blas_threads(min(B, group) * H * H * (work_per_unit if work_per_unit else 1)):
+        if group >= B:
+            return forward_pass(prob, method)
+        parts = []
+        for lo in range(0, B, group):
+            sl = slice(lo, lo + group)
+            parts.append(forward_pass(prob._replace(xs=prob.xs[sl], ys=prob.ys[sl],
+                                                    h0=prob.h0[sl]), method))
     dc = None if parts[0].dc is None else sum(p.dc for p in parts)
     dh0 = None if parts[0].dh0 is None else np.concatenate([p.dh0 for p in parts])
     return PassResult(sum(p.loss for p in parts), np.concatenate([p.per_sample for p in parts]),

@@ -95,7 +95,7 @@ def rtrl_pass(params, xs, ys, spec, h0=None, mask=None, with_h0=False, what="rtr
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != (H, H):
             raise ValueError(f"mask must have shape (H, H) = ({H}, {H}), got {mask.shape}")
-    res = grouped_pass(prob, rtrl_method(mask, with_h0), group_size(H, Z))
+    res = grouped_pass(prob, rtrl_method(mask, with_h0), group_size(H, Z), work_per_unit=Z)
     return res, prob
 
 

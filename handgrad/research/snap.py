@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._online import Method, as_params, grouped_pass, problem
+from .rtrl import CARRY_BYTES, rtrl_method
 
 
 def snap_pattern(W, n: int) -> np.ndarray:
@@ -118,10 +119,15 @@ def snap_grads(params, xs, ys, spec, n: int = 1, h0=None):
     n = _check_n(n)
     prob = problem(params, xs, ys, spec, h0, "snap_grads")
     W = prob.params.W
-    method = snap1_method() if n == 1 else snapn_method(snap_pattern(W, n))
     D, H, _ = prob.params.sizes
     Z = H + D + (1 if prob.params.b is not None else 0)
-    kept = int(snap_pattern(W, n).sum()) if n > 1 else H
-    group = max(1, (64 * 2**20) // (8 * kept * Z))                 # as rtrl: bounded carry
-    res = grouped_pass(prob, method, group)
+    pattern = snap_pattern(W, n)
+    if n == 1:
+        method = snap1_method()
+    elif pattern.all():
+        method = rtrl_method()            # nothing is dropped: SnAp-n is RTRL, and costs as much
+    else:
+        method = snapn_method(pattern)
+    group = max(1, CARRY_BYTES // (8 * int(pattern.sum()) * Z))   # as rtrl: a bounded carry
+    res = grouped_pass(prob, method, group, work_per_unit=Z if n > 1 else 0)
     return res.loss, as_params(res, prob)

@@ -35,7 +35,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from ._online import Method, Problem, as_params, forward_pass, problem, split_theta
+from ._online import Method, Problem, as_params, grouped_pass, problem, split_theta
 from ..params import Params
 
 EPS = 1e-7                    # the paper's epsilon in rho0, rho1
@@ -105,7 +105,7 @@ def random_signs(rng, B: int, H: int) -> Callable[[], np.ndarray]:
 
 
 def uoro_pass(prob: Problem, signs: np.ndarray):
-    return forward_pass(prob, uoro_method(sign_source(signs)))
+    return grouped_pass(prob, uoro_method(sign_source(signs)), group=prob.xs.shape[0])
 
 
 def uoro_grads(params, xs, ys, spec, h0=None, seed=None, signs=None):
