@@ -11,6 +11,7 @@ and the truncation bias on one sequence of T steps in bounded memory (long.json,
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -19,6 +20,36 @@ from ._types import float_between, int_at_least
 
 HELP = ("gradient estimators (Window, Chunks, ARTBP, UORO, SnAp-1/2, RTRL) against the exact "
         "gradient: bias, variance, cost, online training; plot, CSV and JSON")
+
+
+def _estimators(text):
+    from ..research.estimators import parse_estimator
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    # tbptt:K1,K2 contains a comma: glue a lone number back onto the name before it
+    merged = []
+    for n in names:
+        if n.isdigit() and merged and merged[-1].startswith("tbptt:"):
+            merged[-1] += "," + n
+        else:
+            merged.append(n)
+    try:
+        for n in merged:
+            parse_estimator(n)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not merged:
+        raise argparse.ArgumentTypeError(f"expected comma-separated estimators, got {text!r}")
+    return tuple(merged)
+
+
+def _lengths(text):
+    try:
+        vals = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        vals = ()
+    if not vals or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated lengths T >= 1, got {text!r}")
+    return vals
 
 
 def add_arguments(parser):
@@ -40,6 +71,13 @@ def add_arguments(parser):
                         help="online training steps per scheme (default 20000)")
     parser.add_argument("--lr", type=float_between(0.0), default=1e-3,
                         help="online training: Adam learning rate (default 0.001)")
+    parser.add_argument("--estimators", type=_estimators, default=None,
+                        help="comma-separated estimators for both tasks: bptt, window:K, chunks:K, "
+                             "tbptt:K1,K2, artbp:C, uoro, snap:N, rtrl (default: bptt, two windows, "
+                             "two chunk lengths, artbp:0.1, uoro, snap:1, snap:2, rtrl)")
+    parser.add_argument("--noise-T", type=_lengths, default=(10, 30, 100, 300, 1000),
+                        metavar="T1,T2,...", help="sequence lengths of UORO's noise curve "
+                        "(default 10,30,100,300,1000)")
     parser.add_argument("--no-train", action="store_true",
                         help="skip the online training (and the trained recall model)")
     parser.add_argument("--long", type=int_at_least(0), default=0, metavar="T",
@@ -65,7 +103,8 @@ def run(args):
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     config = StudyConfig(windows=args.windows, seeds=args.seeds, hidden=args.hidden,
-                         delay=args.delay, k=args.k, steps=args.steps, lr=args.lr, seed=args.seed)
+                         delay=args.delay, k=args.k, steps=args.steps, lr=args.lr, seed=args.seed,
+                         noise_Ts=args.noise_T, estimators=args.estimators)
     study = run_study(config, train=not args.no_train)
     report = study_json(study, config)
     write_bytes_atomic(os.path.join(out, "estimators.csv"),

@@ -29,12 +29,17 @@ class StudyConfig(NamedTuple):
     lr: float = 1e-3            # Adam, the same for every scheme
     noise_Ts: tuple = (10, 30, 100, 300, 1000)   # UORO's noise against T
     seed: int = 0
+    estimators: tuple = None    # the same list for both tasks, instead of the two below
 
     def tutorial_estimators(self):
+        if self.estimators:
+            return self.estimators
         return ("bptt", "window:2", "window:5", "chunks:10", "artbp:0.1", "uoro", "snap:1",
                 "snap:2", "rtrl")
 
     def recall_estimators(self):
+        if self.estimators:
+            return self.estimators
         d, k = self.delay, self.k
         return ("bptt", f"window:{k}", f"window:{d}", f"chunks:{k + 1}", f"chunks:{2 * d}",
                 "artbp:0.1", "uoro", "snap:1", "snap:2", "rtrl")
