@@ -311,6 +311,29 @@ def test_long_profile_equals_sweep_and_decay_profile(spec, sizes, block, L):
     np.testing.assert_allclose(prof.cosine, sweep.cosine[prof.ks], rtol=0, atol=1e-13)
     np.testing.assert_allclose(prof.dh_norm, decay.dh_norm, rtol=1e-12, atol=0)
     assert prof.max_steps_held <= block + L + 1 and prof.checkpoints == -(-T // block)
+    # what lies beyond lag L is measured exactly: it is the bias of Window(L)
+    assert prof.residual == pytest.approx(sweep.l2_error[L], rel=1e-9, abs=1e-15)
+    assert prof.every == 1 and np.all(prof.bias_se == 0)
+
+
+def test_long_profile_sampled_loss_terms_agree_with_the_exact_profile():
+    """Every 8th loss term (random offset), 8 interleaved subsamples: each Window(k) bias within
+    4 standard errors of the exact one, and the standard errors are informative (far below the
+    biases they qualify where those are large); the decay profile within 15% over its first lags."""
+    from handgrad.research.longseq import long_profile, recall_source
+    spec = hg.Spec(activation="tanh", output="all", reduction="mean")
+    params = hg.init_params(spec, 1, 6, 1, seed=3)
+    src = recall_source(2, 3, seed=5)
+    ks = [0, 1, 2, 4, 8, 16]
+    exact = long_profile(params, src, spec, 3000, max_lag=40, ks=ks, block=512)
+    est = long_profile(params, src, spec, 3000, max_lag=40, ks=ks, block=512, every=8, seed=1)
+    assert est.loss == pytest.approx(exact.loss, rel=1e-12)
+    assert est.grad_norm == pytest.approx(exact.grad_norm, rel=1e-12)   # g is exact either way
+    assert np.all(np.abs(est.bias - exact.bias) <= 4 * est.bias_se + 1e-15)
+    assert np.all(est.bias_se[:2] < 0.3 * exact.bias[:2])
+    np.testing.assert_allclose(est.dh_norm[:6], exact.dh_norm[:6], rtol=0.15)
+    with pytest.raises(ValueError, match="every"):
+        long_profile(params, src, spec, 100, every=0)
 
 
 def test_recall_source_is_consistent_and_long_profile_checks_its_input():
