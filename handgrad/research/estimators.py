@@ -13,7 +13,8 @@ gradient g of all parameters (U, W, V, b, c as one vector):
 - rel_std   sqrt(mean_s ||g_s - mean g||^2 * S / (S - 1)) / ||g||: the noise of one estimate;
 - rel_rmse  sqrt(rel_bias^2 + rel_std^2): the typical error of one estimate;
 - cosine    mean_s cos(g_s, g);
-- us_per_step  wall time of one gradient of the whole batch divided by T (microseconds);
+- us_per_step  wall time of one gradient of the whole batch divided by T (microseconds), with one
+  BLAS thread for every estimator (on a shared machine a second thread mostly waits);
 - peak_kb   peak memory traced (tracemalloc) while computing one gradient, in KiB: grows with T
   for BPTT-based methods, not for the forward-mode ones.
 """
@@ -130,6 +131,12 @@ def measure(task: str, params, xs, ys, spec, estimators, seeds: int = 32, h0=Non
     seeds: estimates per stochastic estimator. The first estimate runs under tracemalloc (the
     peak); the time is the fastest untraced call, repeated until `min_seconds` have run.
     """
+    from .._threads import blas_threads
+    with blas_threads(0):                 # one BLAS thread for every estimator: like against like
+        return _measure(task, params, xs, ys, spec, estimators, seeds, h0, seed, min_seconds)
+
+
+def _measure(task, params, xs, ys, spec, estimators, seeds, h0, seed, min_seconds):
     from .. import loss_and_grads
     full = Spec(**{**spec.__dict__, "truncation": None})
     _, exact = loss_and_grads(params, xs, ys, full, h0=h0)

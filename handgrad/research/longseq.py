@@ -356,15 +356,18 @@ def plot_long(prof: LongProfile, size=(11, 4.2), dpi: int = 100) -> bytes:
     pos = np.where(prof.dh_norm > 0, prof.dh_norm, np.nan)
     left.plot(prof.lags, pos, "o", ms=2.5, label="measured (RMS over every loss term)")
     if np.isfinite(prof.rate):
-        left.plot(prof.lags, prof.scale * prof.rate ** prof.lags.astype(float), "-",
+        seen = prof.lags[prof.dh_norm > 0]
+        left.plot(seen, prof.scale * prof.rate ** seen.astype(float), "-",
                   label=f"fit: rate {prof.rate:.3g} per step")
     left.set(yscale="log", xlabel="lag j", ylabel="||dL_t/dh_{t-j}||", title="gradient decay")
     left.legend(fontsize=7)
     b = np.where(prof.bias > 0, prof.bias, np.nan)
     right.plot(prof.ks, b, "s-", color="tab:orange", label="||g_k - g|| / ||g||")
     if prof.groups > 1:
-        right.fill_between(prof.ks, np.maximum(b - 2 * prof.bias_se, 1e-20), b + 2 * prof.bias_se,
-                           color="tab:orange", alpha=0.25, label="+- 2 standard errors")
+        # 2 standard errors: the upper bar in full; the lower one shown down to b / 10 at most
+        right.errorbar(prof.ks, b, yerr=[np.minimum(2 * prof.bias_se, 0.9 * b), 2 * prof.bias_se],
+                       fmt="none", ecolor="tab:orange", alpha=0.6, capsize=2,
+                       label="2 standard errors (sampled loss terms)")
     right.legend(fontsize=7)
     right.axhline(np.finfo(float).eps, color="grey", lw=0.8, ls=":")
     right.set(yscale="log", xlabel="k (Window(k))", ylabel="||g_k - g|| / ||g||",

@@ -168,14 +168,14 @@ def _style(name: str, names) -> tuple:
 def _scatter(ax, rows: list[Row], title: str):
     """Relative RMS error of one estimate against the time per step, one point per estimator."""
     names = [r.estimator for r in rows]
-    for r in rows:
+    for i, r in enumerate(rows):
         kind = r.estimator.split(":")[0]
         color, ls = _style(r.estimator, names)
         y = max(r.rel_rmse, FLOOR)
         ax.scatter([r.us_per_step], [y], marker=MARKERS.get(kind, "o"), s=46, color=color,
                    facecolors="none" if ls == ":" else color, zorder=3)
-        ax.annotate(r.estimator, (r.us_per_step, y), fontsize=7, xytext=(4, 3),
-                    textcoords="offset points")
+        ax.annotate(r.estimator, (r.us_per_step, y), fontsize=7,
+                    xytext=(4, 3) if i % 2 == 0 else (4, -10), textcoords="offset points")
     ax.axhspan(FLOOR / 10, 1e-14, color="grey", alpha=0.12, lw=0)
     ax.text(0.02, 0.03, "exact (float64 round-off)", transform=ax.transAxes, fontsize=7,
             color="grey")
