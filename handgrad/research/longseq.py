@@ -35,7 +35,6 @@ Time: O(T B H^2 (3 + L / every)); the per-step loops of the two passes dominate 
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Callable, NamedTuple
 
@@ -45,7 +44,7 @@ from .._threads import blas_threads
 from .._validate import check_h0, check_inputs
 from ..losses import loss_and_output_grad, loss_count
 from ..nonlin import act_derivative, act_function
-from ._online import check_family, split_theta, theta
+from ._online import check_family, theta
 from .decay import fit_rate
 
 STOP = 1e-20        # a block's lag sweep stops when its carried gradient falls below this share

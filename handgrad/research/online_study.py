@@ -12,7 +12,7 @@ import numpy as np
 
 from ..spec import Spec
 from .estimators import Row, measure, uoro_noise
-from .online import OnlineRun, recall_batch, recall_stream, train_online
+from .online import recall_batch, recall_stream, train_online
 
 
 class StudyConfig(NamedTuple):
