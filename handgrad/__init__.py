@@ -15,6 +15,7 @@ from .spec import TBPTT, Chunks, Spec, Window, parse_truncation, segments
 from .tolerances import TOLERANCES, cosine, rel_error
 from .research import (TruncationSweep, adaptive_k, artbp_expectation, artbp_grads,  # issue 5
                        decay_profile, streaming_loss_and_grads, truncation_sweep)
+from .research import long_profile, rtrl_grads, snap_grads, uoro_expectation, uoro_grads  # 13
 from .oracle import GradientMismatch, check, identify, replay  # the gradient oracle (issue 3)
 
 __version__ = "0.1.0"
@@ -22,6 +23,7 @@ __version__ = "0.1.0"
 __all__ = [
     "truncation_sweep", "TruncationSweep", "decay_profile", "adaptive_k",
     "streaming_loss_and_grads", "artbp_grads", "artbp_expectation",
+    "rtrl_grads", "uoro_grads", "uoro_expectation", "snap_grads", "long_profile",
     "check", "identify", "replay", "GradientMismatch",
     "Spec", "Window", "Chunks", "TBPTT", "Params", "init_params", "loss_and_grads", "predict",
     "numerical_grads", "directional_derivative", "surrogate_loss", "segments", "parse_truncation",

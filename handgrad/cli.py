@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("train", "check", "case", "compare", "truncation", "tutorial", "forecast")
+COMMANDS = ("train", "check", "case", "compare", "truncation", "tutorial", "forecast", "estimators")
 
 
 class _Parser(argparse.ArgumentParser):
