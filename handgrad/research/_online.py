@@ -30,9 +30,9 @@ from ..nonlin import act, act_derivative
 from ..params import Params
 from ..spec import Spec
 
-ACTIVATIONS = ("sigmoid", "tanh")
-LOSSES = ("half_squared", "squared", "cross_entropy")
-REDUCTIONS = ("sum", "mean")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+LOSSES = ("half_squared", "squared", "cross_entropy", "linear")
+REDUCTIONS = ("sum", "mean", "batch_mean")
 
 
 def check_family(spec, what: str, truncation_ok: bool = False) -> Spec:
