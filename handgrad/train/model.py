@@ -4,18 +4,19 @@ trained on, so that `handgrad forecast MODEL` needs nothing else.
 Arrays: `U` (H, D), `W` (H, H), `V` (O, H), `b` (H,) and `c` (O,) when the spec has biases,
 `series` (N, C) the raw series, `center` (C,) and `scale` (C,) the scaling (scaled =
 (value - center) / scale; `scale` is the tutorial's `max_val`), and `meta`, a JSON string.
-Files are untrusted: read with `allow_pickle=False`, every name and shape checked; writes are
-atomic (temporary file in the same folder, then `os.replace`).
+Files are untrusted: read by handgrad._files.read_npz (member names and declared sizes checked
+before anything is decompressed, no pickles, a size limit), then every name, shape, the format
+version and every field of `meta` checked; writes are atomic (temporary file in the same folder,
+fsync, then `os.replace`).
 """
 from __future__ import annotations
 
 import json
-import zipfile
 from typing import NamedTuple
 
 import numpy as np
 
-from .._files import write_atomic
+from .._files import read_npz, write_atomic
 from .._validate import as_float_array, check_params
 from ..params import Params
 from ..spec import Spec
@@ -23,6 +24,7 @@ from .data import INPUTS, Scaler, Series
 
 FORMAT = "handgrad-model"
 VERSION = 1
+MODEL_NAMES = frozenset({"U", "W", "V", "b", "c", "series", "center", "scale", "meta"})
 
 
 class Model(NamedTuple):
@@ -50,15 +52,7 @@ def save_model(path: str, model: Model) -> None:
 
 def load_model(path: str) -> Model:
     """Read and check a model written by `save_model`; ValueError says what is wrong."""
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"{path}: not a handgrad model (.npz): not a zip archive")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, EOFError, KeyError) as exc:
-        raise ValueError(f"{path}: not a handgrad model (.npz): {exc}") from None
-    except ValueError as exc:      # object arrays refused by allow_pickle=False, bad headers
-        raise ValueError(f"{path}: not a handgrad model (.npz): {exc}") from None
+    arrays = read_npz(path, MODEL_NAMES)
     base = {"U", "W", "V", "series", "center", "scale", "meta"}
     names = set(arrays)
     if not base <= names or names - base - {"b", "c"}:
@@ -72,7 +66,7 @@ def load_model(path: str) -> Model:
         series = as_float_array("series", arrays["series"], 2)
         center = as_float_array("center", arrays["center"], 1)
         scale = as_float_array("scale", arrays["scale"], 1)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
     N, C = series.shape
     columns, targets = meta["columns"], meta["target_cols"]
@@ -111,9 +105,19 @@ def _meta(path, arr) -> dict:
         raise ValueError(f"{path}: meta must be a JSON string")
     try:
         meta = json.loads(str(arr))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: meta is not valid JSON ({exc})") from None
-    need = {"format", "spec", "columns", "target_cols", "inputs", "window", "n_train"}
+    except (ValueError, RecursionError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path}: meta is not valid JSON ({msg})") from None
+    need = {"format", "version", "spec", "columns", "target_cols", "inputs", "window", "n_train"}
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not need <= set(meta):
         raise ValueError(f"{path}: meta must be a {FORMAT} object with the fields {sorted(need)}")
+    if meta["version"] != VERSION or isinstance(meta["version"], bool):
+        raise ValueError(f"{path}: model format version {meta['version']!r} is not supported "
+                         f"(this handgrad reads version {VERSION})")
+    spec = meta["spec"]
+    fields = set(Spec().to_dict())
+    if not isinstance(spec, dict) or set(spec) != fields:
+        got = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
+        raise ValueError(f"{path}: meta.spec must have exactly the fields {sorted(fields)}, "
+                         f"got {got}")
     return meta
