@@ -38,7 +38,9 @@ Writing:
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fnmatch
 import io
 import math
 import os
@@ -46,6 +48,7 @@ import shutil
 import stat
 import struct
 import tempfile
+import threading
 import zipfile
 from pathlib import Path
 
@@ -61,8 +64,30 @@ MAX_NPY_HEADER = 10000             # bytes of a .npy header (numpy's own limit)
 _NPY_KINDS = "biufcU"              # bool, integers, floats, complex, unicode text (spec, meta)
 
 
+_override: list = []               # limits set by `handgrad --max-file-mb` (innermost last)
+INTERRUPTED = threading.Event()    # set by the CLI's Ctrl-C handler: never publish after it
+
+
+@contextlib.contextmanager
+def file_limit(mb):
+    """Within the block, the file limit is `mb` mebibytes (None: unchanged)."""
+    if mb is None:
+        yield
+        return
+    if not (mb > 0 and math.isfinite(mb)):
+        raise ValueError(f"--max-file-mb must be a positive number, got {mb!r}")
+    _override.append(int(mb * 2**20))
+    try:
+        yield
+    finally:
+        _override.pop()
+
+
 def max_file_bytes() -> int:
-    """The current limit in bytes: HANDGRAD_MAX_FILE_MB (mebibytes) if set, else MAX_FILE_BYTES."""
+    """The current limit in bytes: `--max-file-mb`, else HANDGRAD_MAX_FILE_MB (mebibytes), else
+    MAX_FILE_BYTES."""
+    if _override:
+        return _override[-1]
     text = os.environ.get(ENV_LIMIT)
     if text is None or not text.strip():
         return MAX_FILE_BYTES
@@ -364,6 +389,10 @@ def free_name(path) -> Path:
 # ---------------------------------------------------------------- run folders
 
 
+class FolderBusy(ValueError):
+    """Another handgrad run is writing the output folder now."""
+
+
 class RunFolder:
     """A folder of output files that appears whole or not at all.
 
@@ -374,7 +403,7 @@ class RunFolder:
         # on an error or Ctrl-C: what was built is removed and `out` is as it was.
 
     `out` must be new, an empty folder, or (with force) a folder holding only files a handgrad
-    run writes (`names` and `replaceable`), which is then replaced whole. A folder holding
+    run writes (`names` and the glob patterns `replaceable`), which is then replaced whole. A folder holding
     anything else is refused even with force: nothing a user has is ever lost.
     """
 
@@ -389,6 +418,13 @@ class RunFolder:
 
     # -- claiming
     def __enter__(self):
+        if self.stage is None:
+            self.claim()
+        return self
+
+    def claim(self) -> "RunFolder":
+        """Refuse now if the output is taken (ValueError; FolderBusy if another run holds it),
+        else hold it until the block ends."""
         out = self.out
         if out.name in ("", ".", ".."):
             out = self.out = Path(os.path.abspath(out))
@@ -421,7 +457,8 @@ class RunFolder:
             raise ValueError(f"{out} exists and is not a folder: not replacing it "
                              "(choose another output)")
         present = sorted(os.listdir(out))
-        foreign = [n for n in present if n not in self.replaceable]
+        foreign = [n for n in present
+                   if not any(fnmatch.fnmatchcase(n, pattern) for pattern in self.replaceable)]
         if foreign:
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise ValueError(f"{out} already holds files that this command does not write "
@@ -442,7 +479,7 @@ class RunFolder:
             except OSError as exc:
                 os.close(fd)
                 if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                    raise ValueError(f"{self.out}: another handgrad run is writing this folder "
+                    raise FolderBusy(f"{self.out}: another handgrad run is writing this folder "
                                      "now; wait for it or choose another output") from None
                 raise
             try:
@@ -494,6 +531,8 @@ class RunFolder:
     def __exit__(self, kind, exc, tb):
         try:
             if kind is None:
+                if INTERRUPTED.is_set():             # a Ctrl-C that something swallowed
+                    raise KeyboardInterrupt
                 self._publish()
         finally:
             if self.stage is not None and os.path.lexists(self.stage):

@@ -20,11 +20,11 @@ from .._files import read_npz, write_atomic
 from .._validate import as_float_array, check_params
 from ..params import Params
 from ..spec import Spec
-from .data import INPUTS, Scaler, Series
+from .data import INPUTS, MAX_ABS_VALUE, Scaler, Series
 
 FORMAT = "handgrad-model"
 VERSION = 1
-MODEL_NAMES = frozenset({"U", "W", "V", "b", "c", "series", "center", "scale", "meta"})
+MODEL_NAMES = frozenset({"U", "W", "V", "b", "c", "series", "center", "scale", "meta", "time"})
 
 
 class Model(NamedTuple):
@@ -41,22 +41,34 @@ class Model(NamedTuple):
 
 def save_model(path: str, model: Model) -> None:
     """Write `model` to `path` (.npz) atomically."""
+    write_atomic(path, lambda fh: write_model(fh, model))
+
+
+def write_model(fh, model: Model) -> None:
+    """Write `model` as .npz to the binary file `fh`."""
     meta = dict(model.meta, format=FORMAT, version=VERSION, spec=model.spec.to_dict(),
                 columns=list(model.series.columns), source=model.series.source,
                 inputs=model.inputs, window=model.window, target_cols=list(model.target_cols),
-                n_train=model.n_train)
+                n_train=model.n_train, time_name=model.series.time_name)
     arrays = dict(model.params.arrays(), series=model.series.values, center=model.scaler.center,
                   scale=model.scaler.scale, meta=np.array(json.dumps(meta)))
-    write_atomic(path, lambda fh: np.savez(fh, **arrays))
+    if model.series.time is not None:
+        arrays["time"] = model.series.time
+    np.savez(fh, **arrays)
 
 
 def load_model(path: str) -> Model:
     """Read and check a model written by `save_model`; ValueError says what is wrong."""
-    arrays = read_npz(path, MODEL_NAMES)
+    try:
+        arrays = read_npz(path, MODEL_NAMES)
+    except ValueError as exc:
+        why = str(exc).removeprefix(f"{path}: ")
+        raise ValueError(f"{path}: not a handgrad model (.npz): {why}") from None
     base = {"U", "W", "V", "series", "center", "scale", "meta"}
     names = set(arrays)
-    if not base <= names or names - base - {"b", "c"}:
-        raise ValueError(f"{path}: expected arrays {sorted(base)} (and b, c with biases), "
+    if not base <= names or names - base - {"b", "c", "time"}:
+        raise ValueError(f"{path}: expected arrays {sorted(base)} (and b, c with biases, "
+                         "time optionally), "
                          f"got {sorted(names)}")
     meta = _meta(path, arrays["meta"])
     try:
@@ -66,6 +78,7 @@ def load_model(path: str) -> Model:
         series = as_float_array("series", arrays["series"], 2)
         center = as_float_array("center", arrays["center"], 1)
         scale = as_float_array("scale", arrays["scale"], 1)
+        time = None if "time" not in arrays else as_float_array("time", arrays["time"], 1)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: {exc}") from None
     N, C = series.shape
@@ -75,6 +88,11 @@ def load_model(path: str) -> Model:
     problems = [
         (center.shape != (C,) or scale.shape != (C,) or np.any(scale == 0),
          f"center and scale must have shape ({C},) with nonzero scale"),
+        (np.any(np.abs(series) > MAX_ABS_VALUE) or np.any(np.abs(scale) > MAX_ABS_VALUE)
+         or np.any(np.abs(center) > MAX_ABS_VALUE),
+         f"series, center and scale must lie within +-{MAX_ABS_VALUE:g}"),
+        (time is not None and time.shape != (N,), f"time must have shape ({N},)"),
+        (not isinstance(meta.get("time_name", ""), str), "meta.time_name must be a string"),
         (not (isinstance(columns, list) and len(columns) == C and all(isinstance(c, str) for c in columns)),
          f"meta.columns must be {C} names"),
         (not (isinstance(targets, list) and len(targets) == O
@@ -92,7 +110,9 @@ def load_model(path: str) -> Model:
     if D != want_D:
         raise ValueError(f"{path}: U has {D} input columns, but inputs={inputs!r} with window "
                          f"{window} and {C} column(s) needs {want_D}")
-    return Model(params, spec, Series(series, tuple(columns), str(meta.get("source", ""))),
+    time_name = meta.get("time_name", "") if time is not None else ""
+    return Model(params, spec, Series(series, tuple(columns), str(meta.get("source", "")), time,
+                                      time_name),
                  Scaler(center, scale), inputs, window, tuple(targets), n_train, meta)
 
 
