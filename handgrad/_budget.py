@@ -22,8 +22,9 @@ import os
 MEMORY_FRACTION = 0.8
 MAX_HOURS = 1.0
 ENV_HOURS = "HANDGRAD_MAX_HOURS"
-FLOPS = 2e10             # optimistic: this machine's BLAS reaches ~6e9 on the training sizes
-STEP_SECONDS = 4e-6      # optimistic Python cost per time step of one forward pass (measured ~13e-6)
+FLOPS = 1e11             # optimistic: the 2-core test machine's BLAS reaches ~6e9 here
+STEP_SECONDS = 2e-6      # optimistic Python cost per time step of a forward pass (measured 13e-6)
+CALL_SECONDS = 2e-5     # optimistic Python cost of one call of a model (measured ~6e-5)
 FLOAT = 8                # bytes per float64
 
 
@@ -63,8 +64,7 @@ def _size(n: float) -> str:
 
 
 def _duration(s: float) -> str:
-    for unit, scale in (("years", 365 * 86400), ("days", 86400), ("hours", 3600),
-                        ("minutes", 60)):
+    for unit, scale in (("years", 365 * 86400), ("days", 86400), ("h", 3600), ("min", 60)):
         if s >= scale:
             return f"{s / scale:.3g} {unit}" if s < 1e6 * scale else f"{s / scale:.1e} {unit}"
     return f"{s:.3g} s"

@@ -53,6 +53,13 @@ def _suppress():
     return argparse.SUPPRESS
 
 
+def describe_spec(spec) -> str:
+    """One line naming every field of `spec`, as the options set them."""
+    trunc = "full" if spec.truncation is None else repr(spec.truncation)
+    return (f"activation {spec.activation}, {'bias' if spec.bias else 'no bias'}, output "
+            f"{spec.output}, loss {spec.loss}, reduction {spec.reduction}, truncation {trunc}")
+
+
 def run(args) -> int:
     from .._files import refuse_existing
     from ..casefile import case_from_arrays, write_case
@@ -72,10 +79,15 @@ def run(args) -> int:
             raise ValueError(f"-{letter} must be a positive integer, got {value}")
     if spec.loss == "cross_entropy" and args.O < 2:
         raise ValueError(f"-O must be at least 2 for cross_entropy (class ids in [0, O)), got {args.O}")
+    from .._budget import case_cost, check
+    sizes = {f"-{k}": (getattr(args, k), d) for k, d in zip("BTDHO", (2, 8, 3, 4, 1))}
+    check("this case", *case_cost(args.B, args.T, args.D, args.H, args.O), sizes)
     drawn = make_case(spec, args.B, args.T, args.D, args.H, args.O, scale=args.scale,
                       seed=args.seed, with_h0=not args.no_h0)
     case = case_from_arrays(spec, drawn.params, drawn.xs, drawn.ys, drawn.h0)
     path = write_case(args.out, case)
     print(f"wrote {path}: {args.B=}, {args.T=}, {args.D=}, {args.H=}, {args.O=}; "
           f"loss {case.loss:.10g}".replace("args.", ""))
+    default = " (the default: the tutorial's)" if spec == Spec.tutorial() else ""
+    print(f"spec{default}: {describe_spec(spec)}")
     return 0

@@ -9,11 +9,13 @@ normwise relative error per method, the tolerance, PASS or FAIL. Exit 0 when eve
 """
 from __future__ import annotations
 
+from ._types import int_at_least
+
 HELP = "prove this installation: hand gradients vs JAX, complex step and central differences"
 
 
 def add_arguments(parser):
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=int_at_least(0), default=0,
                         help="seed of the weights and data of every case (default 0)")
     parser.add_argument("--quick", action="store_true",
                         help="the complex step only (no JAX, no central differences)")
@@ -45,6 +47,14 @@ def _table(rows, methods, notes) -> str:
     lines.append(f"{'tolerance':<{spec_w + 17}}"
                  + "".join(f" {TOLERANCES[m]:>9.0e} {'':>7}" for m in methods))
     return "\n".join([*notes, "", *lines])
+
+
+def _plain(value):
+    """numpy scalars (np.bool_, np.float64) as the Python values JSON knows."""
+    import numpy as np
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def run(args) -> int:
@@ -79,7 +89,7 @@ def run(args) -> int:
                       "methods": {m: {"worst": a.worst, "worst_array": a.worst_name,
                                       "tolerance": a.tolerance, "errors": a.errors, "ok": a.ok}
                                   for m, a in r.agreements.items()}} for r in rows],
-        }, indent=2))
+        }, indent=2, default=_plain))
         return 1 if failed else 0
     sizes = ", ".join(f"{k}={v}" for k, v in checks.CHECK_SIZES.items())
     intro = [f"handgrad check: the hand-derived BPTT against independent methods ({sizes}, "

@@ -39,13 +39,13 @@ def add_arguments(p):
 
 def forecast_cost(model, steps: int) -> tuple[float, float]:
     """(bytes, seconds) at least, for `steps` steps of `model` (handgrad._budget)."""
-    from .._budget import FLOAT, FLOPS, STEP_SECONDS, rnn_sizes
+    from .._budget import CALL_SECONDS, FLOAT, FLOPS, STEP_SECONDS, rnn_sizes
     D, H, O = model.params.sizes
     N, C = model.series.values.shape
     T = model.window
     P = rnn_sizes(D, H, O)
     nbytes = FLOAT * ((T + steps) * C + 4 * steps * O + T * (D + H))
-    seconds = steps * (STEP_SECONDS * T + 2.0 * P * T / FLOPS)
+    seconds = steps * (CALL_SECONDS + STEP_SECONDS * T + 2.0 * P * T / FLOPS)
     return float(nbytes), seconds
 
 
