@@ -9,13 +9,11 @@ normwise relative error per method, the tolerance, PASS or FAIL. Exit 0 when eve
 """
 from __future__ import annotations
 
-from ._types import int_at_least
-
 HELP = "prove this installation: hand gradients vs JAX, complex step and central differences"
 
 
 def add_arguments(parser):
-    parser.add_argument("--seed", type=int_at_least(0), default=0,
+    parser.add_argument("--seed", type=int, default=0,
                         help="seed of the weights and data of every case (default 0)")
     parser.add_argument("--quick", action="store_true",
                         help="the complex step only (no JAX, no central differences)")
