@@ -458,3 +458,11 @@ def test_public_functions_raise_value_error_naming_the_argument(call, name):
     params = hg.init_params(spec, 2, 3, 1)
     with pytest.raises(ValueError, match=name):
         call(params, spec)
+
+
+def test_case_refuses_a_file_it_could_not_read_back(tmp_path, capsys):
+    """-B 100000 as JSON: about 60 MB, more than the 32 MiB JSON limit of `compare`."""
+    assert main(["case", "-B", "100000", "--out", str(tmp_path / "c.json")]) == 2
+    err = capsys.readouterr().err
+    assert "-B 100000" in err and "reads back" in err and len(err.strip().splitlines()) == 1
+    assert os.listdir(tmp_path) == []

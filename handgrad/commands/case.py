@@ -60,6 +60,26 @@ def describe_spec(spec) -> str:
             f"{spec.output}, loss {spec.loss}, reduction {spec.reduction}, truncation {trunc}")
 
 
+JSON_BYTES_PER_NUMBER = 18      # measured 19.5 for float64 values written by write_case
+
+
+def _check_readable(args, spec, sizes) -> None:
+    """Refuse a case file that handgrad could not read back (larger than the file limit)."""
+    from .._budget import _culprit, rnn_sizes
+    from .._files import max_file_bytes, max_json_bytes
+    B, T, D, H, O = (args.B, args.T, args.D, args.H, args.O)
+    ys = B * O if spec.output == "last" else B * T * O
+    numbers = B * T * D + ys + 2 * B * H + 2 * rnn_sizes(D, H, O) + 1
+    as_json = str(args.out).lower().endswith(".json")
+    size = numbers * (JSON_BYTES_PER_NUMBER if as_json else 8)
+    limit = max_json_bytes() if as_json else max_file_bytes()
+    if size > limit:
+        raise ValueError(f"{_culprit(sizes)}: the case file would take about {size / 2**20:.3g} "
+                         f"MiB, more than the {limit / 2**20:.3g} MiB handgrad reads back "
+                         f"({'write .npz for larger cases; ' if as_json else ''}--max-file-mb N "
+                         "or HANDGRAD_MAX_FILE_MB=N raise the limit)")
+
+
 def run(args) -> int:
     from .._files import refuse_existing
     from ..casefile import case_from_arrays, write_case
@@ -82,6 +102,7 @@ def run(args) -> int:
     from .._budget import case_cost, check
     sizes = {f"-{k}": (getattr(args, k), d) for k, d in zip("BTDHO", (2, 8, 3, 4, 1))}
     check("this case", *case_cost(args.B, args.T, args.D, args.H, args.O), sizes)
+    _check_readable(args, spec, sizes)
     drawn = make_case(spec, args.B, args.T, args.D, args.H, args.O, scale=args.scale,
                       seed=args.seed, with_h0=not args.no_h0)
     case = case_from_arrays(spec, drawn.params, drawn.xs, drawn.ys, drawn.h0)
