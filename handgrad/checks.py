@@ -1,7 +1,8 @@
 """Cross-checks of the hand-derived gradient: the functions behind `handgrad check` and the tests.
 
 Every method answers the same question for one case (a `handgrad.strategies.Case`): the loss and
-the (truncated) gradient of every parameter and of h0. `errors` compares two answers with the
+the (truncated) gradient of every parameter, of h0 (and c0, the LSTM's initial cell state) and of
+the inputs xs. `errors` compares two answers with the
 project's one metric (`tolerances.rel_error`, normwise relative error per array); `agreement`
 puts one method against the hand BPTT and says whether it is within `TOLERANCES[method]`.
 
@@ -35,7 +36,6 @@ from .params import Params
 from .tolerances import TOLERANCES, rel_error
 
 METHODS = ("jax", "complex_step", "central")
-NAMES = ("loss", "U", "W", "V", "b", "c", "h0", "all")   # "all": the whole gradient vector
 JUDGED = {"jax": "per array", "complex_step": "per array", "central": "all"}
 
 
@@ -44,8 +44,19 @@ class Answer(NamedTuple):
     differentiate the hand forward pass, whose value is the hand loss)."""
 
     loss: Optional[float]
-    grads: Params           # U (H, D), W (H, H), V (O, H), b (H,), c (O,) (None without bias)
-    dh0: np.ndarray         # (B, H)
+    grads: Params           # Params or GatedParams, shapes of the parameters (None where absent)
+    dh0: object             # (B, H); the pair (dh_0, dc_0) for the LSTM
+    dxs: np.ndarray         # (B, T, D)
+
+    def arrays(self) -> dict:
+        """Every gradient array by name: the parameters', then h0 (and c0 for the LSTM), xs."""
+        out = self.grads.arrays()
+        if isinstance(self.dh0, tuple):
+            out["h0"], out["c0"] = self.dh0
+        else:
+            out["h0"] = self.dh0
+        out["xs"] = self.dxs
+        return out
 
 
 class Agreement(NamedTuple):
@@ -68,8 +79,8 @@ def jax_available() -> bool:
 
 
 def _call(fn: Callable, case) -> Answer:
-    loss, grads, dh0 = fn(case.params, case.xs, case.ys, case.spec, h0=case.h0, wrt_h0=True)
-    return Answer(loss, grads, dh0)
+    return Answer(*fn(case.params, case.xs, case.ys, case.spec, h0=case.h0, wrt_h0=True,
+                      wrt_xs=True))
 
 
 def hand(case, implementation: Callable = loss_and_grads) -> Answer:
@@ -83,29 +94,29 @@ def by_method(case, method: str) -> Answer:
         import reference   # lazily: `import handgrad` never imports jax
         return _call(reference.loss_and_grads, case)
     if method in ("complex_step", "central"):
-        grads, dh0 = numerical_grads(case.params, case.xs, case.ys, case.spec, h0=case.h0,
-                                     method="complex" if method == "complex_step" else "central")
-        return Answer(None, grads, dh0)
+        grads, dh0, dxs = numerical_grads(
+            case.params, case.xs, case.ys, case.spec, h0=case.h0, wrt_xs=True,
+            method="complex" if method == "complex_step" else "central")
+        return Answer(None, grads, dh0, dxs)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
 def flat(answer: Answer) -> np.ndarray:
-    """Every gradient array and dh0 as one vector."""
-    return np.concatenate([g.ravel() for g in answer.grads if g is not None] + [answer.dh0.ravel()])
+    """Every gradient array (parameters, h0, xs) as one vector."""
+    return np.concatenate([g.ravel() for g in answer.arrays().values()])
 
 
 def errors(actual: Answer, expected: Answer) -> dict:
-    """Normwise relative error of every array both answers have, by name (see `NAMES`), and of
-    the whole gradient vector ("all")."""
+    """Normwise relative error of the loss and of every gradient array, by name ("U", ...,
+    "h0", "c0", "xs"), and of the whole gradient vector ("all")."""
     out = {}
     if actual.loss is not None and expected.loss is not None:
         out["loss"] = rel_error(actual.loss, expected.loss)
-    for name, a, e in zip(Params._fields, actual.grads, expected.grads):
-        if (a is None) != (e is None):
-            raise ValueError(f"gradient {name} is present in one answer only")
-        if a is not None:
-            out[name] = rel_error(a, e)
-    out["h0"] = rel_error(actual.dh0, expected.dh0)
+    got, want = actual.arrays(), expected.arrays()
+    if set(got) != set(want):
+        raise ValueError(f"the answers hold different arrays: {sorted(got)} and {sorted(want)}")
+    for name in want:
+        out[name] = rel_error(got[name], want[name])
     out["all"] = rel_error(flat(actual), flat(expected))
     return out
 

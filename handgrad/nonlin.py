@@ -4,6 +4,10 @@ Real arrays take a fast in-place path; complex arrays (complex-step differentiat
 built from exp, tanh, log and rational operations on the *same* branch of a piecewise-constant
 sign, so it never overflows and stays analytic: Im f(x + ih) / h is exact to round-off.
 Both compute the same function.
+
+relu is piecewise linear: relu(a) = a where a > 0, else 0, with relu'(0) = 0 as in PyTorch and
+JAX. Its complex path picks the branch by the sign of the real part, so the complex step is exact
+away from a = 0 (at a = 0 it gives the one-sided derivative of the branch taken: 0).
 """
 from __future__ import annotations
 
@@ -29,11 +33,17 @@ def act_function(activation: str, complex_input: bool = False):
     `bptt.forward_states` does once around its loop (a context per call would cost more than
     the arithmetic).
     """
-    if activation not in ("sigmoid", "tanh"):
-        raise ValueError(f"activation must be 'sigmoid' or 'tanh', got {activation!r}")
-    if complex_input:
-        return _tanh_complex if activation == "tanh" else _sigmoid_complex
-    return _tanh_real if activation == "tanh" else _sigmoid_real
+    _check(activation)
+    return (_COMPLEX if complex_input else _REAL)[activation]
+
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
+
+
+def _check(activation):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(map(repr, ACTIVATIONS))}, "
+                         f"got {activation!r}")
 
 
 def _tanh_real(a, out=None):
@@ -44,6 +54,18 @@ def _sigmoid_real(a, out=None):
     out = np.exp(np.negative(a, out=out), out=out)
     out += 1.0
     return np.reciprocal(out, out=out)
+
+
+def _relu_real(a, out=None):
+    return np.maximum(a, 0.0, out=out)
+
+
+def _identity(a, out=None):
+    return _into(a, out) if out is not a else a
+
+
+def _relu_complex(a, out=None):
+    return _into(np.where(np.real(a) > 0, a, 0.0), out)
 
 
 def _into(h, out):
@@ -63,6 +85,12 @@ def _sigmoid_complex(a, out=None):
     return _into(np.where(s > 0, 1.0, e) / (1.0 + e), out)   # 1/(1+e^-a), or e^a/(1+e^a) below 0
 
 
+_REAL = {"tanh": _tanh_real, "sigmoid": _sigmoid_real, "relu": _relu_real,
+         "identity": _identity}
+_COMPLEX = {"tanh": _tanh_complex, "sigmoid": _sigmoid_complex, "relu": _relu_complex,
+            "identity": _identity}
+
+
 def act_derivative(activation: str, a, out=None):
     """act'(a), elementwise, accurate where the unit saturates; `out` may be `a` itself.
 
@@ -72,9 +100,15 @@ def act_derivative(activation: str, a, out=None):
       sigmoid'(a) = sigma(a) sigma(-a)        = 1 / (2 + 2 cosh(a))
     cosh(a) (or its square) overflows to inf for |a| > 710 (355), where the true derivative is
     below 1e-308: the result is then exactly 0, and that overflow is expected, not reported.
+      relu'(a)    = 1 where a > 0, else 0 (relu'(0) = 0)
+      identity'(a) = 1
     """
-    if activation not in ("sigmoid", "tanh"):
-        raise ValueError(f"activation must be 'sigmoid' or 'tanh', got {activation!r}")
+    _check(activation)
+    if activation == "relu":
+        positive = np.real(a) > 0                 # computed before `out` (maybe `a`) is written
+        return positive.astype(np.float64) if out is None else _into(positive, out)
+    if activation == "identity":
+        return np.ones(np.shape(a)) if out is None else _into(1.0, out)
     if np.iscomplexobj(a):               # complex cosh overflows to inf + nan j: use e = exp(-k|a|)
         k = 1.0 if activation == "sigmoid" else 2.0
         e = np.exp(-k * _sign(a) * a)

@@ -11,10 +11,12 @@ import numbers
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Union
 
-ACTIVATIONS = ("sigmoid", "tanh")
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "identity")
 OUTPUTS = ("last", "all")
-LOSSES = ("half_squared", "squared", "cross_entropy")
-REDUCTIONS = ("sum", "mean")
+LOSSES = ("half_squared", "squared", "cross_entropy", "linear")
+REDUCTIONS = ("sum", "mean", "batch_mean")
+CELLS = ("elman", "gru", "lstm")
+GRU_RESETS = ("after", "before")
 
 
 def _check_int(name: str, value, lowest: int) -> int:
@@ -28,8 +30,10 @@ def _check_int(name: str, value, lowest: int) -> int:
 class TBPTT:
     """Every `k1` steps, backpropagate `k2` steps (Williams & Peng 1990), 1 <= k1 <= k2.
 
-    The loss at step t, with tau(t) = min(k1 * ceil(t / k1), T), reaches h_j only for
-    j >= tau(t) - k2; h_{tau(t) - k2} is held constant when tau(t) - k2 >= 1.
+    The loss at step t, with tau(t) = k1 * ceil(t / k1) (the end of its chunk, not clamped at T),
+    reaches h_j only for j >= tau(t) - k2; h_{tau(t) - k2} is held constant when
+    tau(t) - k2 >= 1. So a short last chunk reaches k2 - k1 steps before its own start, like
+    every other chunk.
     """
 
     k1: int
@@ -70,7 +74,8 @@ class Window:
 
 @dataclass(frozen=True)
 class Chunks:
-    """The hidden state is detached every k steps (PyTorch's `h.detach()`); equals `TBPTT(k, k)`."""
+    """The hidden state is detached every k steps (after steps k, 2k, ...), exactly PyTorch's
+    `h = h.detach()` every k steps, also when k does not divide T; equals `TBPTT(k, k)`."""
 
     k: int
 
@@ -89,31 +94,43 @@ Truncation = Optional[Union[Window, Chunks, TBPTT]]
 
 @dataclass(frozen=True)
 class Spec:
-    """One member of the Elman RNN family and the gradient convention to compute.
+    """One member of the RNN family and the gradient convention to compute.
 
-    The defaults are plain full BPTT of a tanh RNN with biases and a loss at every step;
-    `Spec.tutorial()` is the 2019 tutorial's model.
+    The defaults are plain full BPTT of a tanh Elman RNN with biases, an output head and a loss
+    at every step; `Spec.tutorial()` is the 2019 tutorial's model. The first six fields keep
+    their positions (`Spec("sigmoid", False, "last", ...)` still works); the rest are keywords.
     """
 
-    activation: str = "tanh"      # hidden nonlinearity: "sigmoid" | "tanh"
-    bias: bool = True             # with biases b (hidden) and c (output)
+    activation: str = "tanh"      # Elman nonlinearity: "sigmoid" | "tanh" | "relu" | "identity"
+    bias: bool = True             # with biases (b, c; b_ih, b_hh, c for gated cells)
     output: str = "all"           # "last": loss on o_T only (many-to-one); "all": on every o_t
-    loss: str = "half_squared"    # "half_squared" | "squared" | "cross_entropy"
-    reduction: str = "sum"        # "sum" of all terms, or their "mean" (PyTorch's convention)
+    loss: str = "half_squared"    # "half_squared" | "squared" | "cross_entropy" | "linear"
+    reduction: str = "sum"        # "sum" | "mean" (PyTorch's) | "batch_mean" (sum / B)
     truncation: Truncation = None  # None (full BPTT) | Window(k) | Chunks(k) | TBPTT(k1, k2)
+    head: bool = True             # o_t = V h_t + c; False: no output layer, o_t = h_t (O = H)
+    cell: str = "elman"           # "elman" | "gru" | "lstm"
+    gru_reset: str = "after"      # GRU only: reset gate "after" (PyTorch) or "before" the product
 
     def __post_init__(self):
         for field, allowed in (("activation", ACTIVATIONS), ("output", OUTPUTS),
-                               ("loss", LOSSES), ("reduction", REDUCTIONS)):
+                               ("loss", LOSSES), ("reduction", REDUCTIONS), ("cell", CELLS),
+                               ("gru_reset", GRU_RESETS)):
             value = getattr(self, field)
-            if value not in allowed:
+            if not isinstance(value, str) or value not in allowed:
                 raise ValueError(f"Spec.{field} must be one of {', '.join(map(repr, allowed))}, "
                                  f"got {value!r}")
-        if not isinstance(self.bias, bool):
-            raise ValueError(f"Spec.bias must be True or False, got {self.bias!r}")
+        for field in ("bias", "head"):
+            if not isinstance(getattr(self, field), bool):
+                raise ValueError(f"Spec.{field} must be True or False, got {getattr(self, field)!r}")
         if self.truncation is not None and not isinstance(self.truncation, (Window, Chunks, TBPTT)):
             raise ValueError("Spec.truncation must be None, Window(k), Chunks(k) or TBPTT(k1, k2), "
                              f"got {self.truncation!r}")
+        if self.cell != "elman" and self.activation != "tanh":
+            raise ValueError(f"Spec.activation must stay 'tanh' (its default) for cell={self.cell!r}: "
+                             f"gates are sigmoid and candidates tanh; got {self.activation!r}")
+        if self.cell != "gru" and self.gru_reset != "after":
+            raise ValueError(f"Spec.gru_reset applies to cell='gru' only; leave it at 'after' for "
+                             f"cell={self.cell!r}, got {self.gru_reset!r}")
 
     @classmethod
     def tutorial(cls) -> "Spec":
@@ -125,19 +142,31 @@ class Spec:
         """A JSON-ready description (used by case files and metrics)."""
         return {"activation": self.activation, "bias": self.bias, "output": self.output,
                 "loss": self.loss, "reduction": self.reduction,
-                "truncation": truncation_to_dict(self.truncation)}
+                "truncation": truncation_to_dict(self.truncation), "head": self.head,
+                "cell": self.cell, "gru_reset": self.gru_reset}
 
     @classmethod
     def from_dict(cls, data) -> "Spec":
-        """Inverse of `to_dict`; raises ValueError naming the field that is wrong."""
+        """Inverse of `to_dict`; raises ValueError naming the field that is wrong. The fields
+        added in version 2 (`head`, `cell`, `gru_reset`) may be absent: files written before them
+        mean their defaults. The version 1 fields are required."""
         if not isinstance(data, dict):
             raise ValueError(f"spec must be a JSON object, got {type(data).__name__}")
-        known = {"activation", "bias", "output", "loss", "reduction", "truncation"}
+        required = {"activation", "bias", "output", "loss", "reduction", "truncation"}
+        known = required | {"head", "cell", "gru_reset"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"spec has unknown field(s) {unknown}; expected {sorted(known)}")
+        missing = sorted(required - set(data))
+        if missing:
+            raise ValueError(f"spec is missing field(s) {missing}")
         fields = {k: v for k, v in data.items() if k != "truncation"}
-        return cls(**fields, truncation=truncation_from_dict(data.get("truncation")))
+        return cls(**fields, truncation=truncation_from_dict(data["truncation"]))
+
+    @property
+    def gated(self) -> bool:
+        """True for the GRU and the LSTM (parameters are `GatedParams`)."""
+        return self.cell != "elman"
 
 
 def truncation_to_dict(truncation: Truncation):
@@ -165,6 +194,9 @@ def truncation_from_dict(data) -> Truncation:
 
 def parse_truncation(text: str) -> Truncation:
     """Parse 'full', 'none', 'window:5', 'chunks:10' or 'tbptt:2,6' (the CLI's syntax)."""
+    if not isinstance(text, str):
+        raise ValueError(f"truncation must be a string such as 'full', 'window:5', 'chunks:10' or "
+                         f"'tbptt:2,6', got {type(text).__name__}")
     t = text.strip().lower().replace(" ", "")
     if t in ("full", "none"):
         return None
@@ -196,9 +228,13 @@ def segments(truncation: Truncation, T: int, output: str) -> list[Segment]:
     """The backward sweeps of a truncation convention on a sequence of length T.
 
     `output="last"` has one loss term (step T), so one sweep; `output="all"` has one sweep per
-    group of loss steps sharing tau(t) = min(k1 * ceil(t / k1), T).
+    chunk: the loss steps sharing tau(t) = k1 * ceil(t / k1). tau is not clamped at T, so the
+    sweep of a short last chunk stops at tau - k2 like every other (the contract's definition).
     """
     _check_int("T", T, 1)
+    if truncation is not None and not isinstance(truncation, (Window, Chunks, TBPTT)):
+        raise ValueError("truncation must be None, Window(k), Chunks(k) or TBPTT(k1, k2), "
+                         f"got {truncation!r}")
     if output not in OUTPUTS:
         raise ValueError(f"output must be one of {', '.join(map(repr, OUTPUTS))}, got {output!r}")
     if truncation is None:
@@ -207,10 +243,10 @@ def segments(truncation: Truncation, T: int, output: str) -> list[Segment]:
         tb = truncation.as_tbptt()
         k1, k2 = tb.k1, tb.k2
     if output == "last":
-        return [Segment(T, T, max(T - k2, 0))]
+        return [Segment(T, T, max(k1 * math.ceil(T / k1) - k2, 0))]
     out, first = [], 1
     while first <= T:
-        tau = min(k1 * math.ceil(first / k1), T)
-        out.append(Segment(first, tau, max(tau - k2, 0)))
+        tau = k1 * math.ceil(first / k1)                # the end of this chunk (may pass T)
+        out.append(Segment(first, min(tau, T), max(tau - k2, 0)))
         first = tau + 1
     return out

@@ -104,8 +104,10 @@ BAD_CASES = {
     "inf loss": (lambda a: {**a, "loss": np.float64(np.inf)}, "'loss' must be finite"),
     "loss vector": (lambda a: {**a, "loss": np.zeros(3)}, "'loss' must be a single number"),
     "spec not json": (lambda a: {**a, "spec": np.array("{oops")}, "'spec' is not valid JSON"),
-    "spec bad field": (lambda a: {**a, "spec": np.array('{"activation": "relu"}')},
-                       "Spec.activation must be one of"),
+    "spec bad field": (lambda a: {**a, "spec": np.array(json.dumps(
+        {**hg.Spec().to_dict(), "activation": "softplus"}))}, "Spec.activation must be one of"),
+    "spec missing field": (lambda a: {**a, "spec": np.array('{"activation": "relu"}')},
+                           r"spec is missing field\(s\) \['bias'"),
     "spec numeric": (lambda a: {**a, "spec": np.array(3.0)}, "'spec' must be a JSON string"),
 }
 

@@ -6,7 +6,6 @@ import pytest
 import handgrad as hg
 from handgrad.gallery import MISTAKES, chunked_rnn, column_rnn, rnn, tutorial_rnn
 from handgrad.oracle import GradientMismatch, check, identify
-from handgrad.strategies import cases
 
 FULL = hg.Spec()                                        # tanh, bias, many-to-many, full BPTT
 ONES = {"B": 1, "T": 1, "D": 1, "H": 1, "O": 1}
@@ -70,15 +69,9 @@ def test_correct_style_passes(spec, candidate):
     assert report.examples == 60
 
 
-def _multiples(spec, k, max_T):
-    """Cases whose T is a multiple of k: where detach-every-k is the contract's Chunks(k)."""
-    return cases(spec, max_T=max_T).filter(lambda c: c.xs.shape[1] % k == 0)
-
-
 def test_chunked_style_passes_and_is_identified():
     spec = hg.Spec(truncation=hg.Chunks(2), activation="sigmoid")
-    check(chunked_rnn(spec, 2), spec, max_examples=40, strategy=_multiples(spec, 2, 8),
-          save_dir=None)
+    check(chunked_rnn(spec, 2), spec, max_examples=40, max_T=9, save_dir=None)   # every T
     assert identify(chunked_rnn(spec, 2), spec, save_dir=None).truncation == hg.Chunks(2)
 
 
@@ -112,7 +105,7 @@ def test_torch_float32_is_judged_as_float32(torch_rnn):
 @pytest.mark.parametrize("k", [2, 3])
 def test_torch_detach_is_chunks(torch_rnn, k):
     spec = hg.Spec(truncation=hg.Chunks(k))
-    check(torch_rnn(spec, detach_every=k), spec, max_examples=20,
-          strategy=_multiples(spec, k, 3 * k), save_dir=None)
+    check(torch_rnn(spec, detach_every=k), spec, max_examples=20, max_T=3 * k + 1,
+          save_dir=None)                                 # every T, k dividing it or not
     found = identify(torch_rnn(spec, detach_every=k), spec, save_dir=None)
     assert found.truncation == hg.Chunks(k)

@@ -5,7 +5,7 @@
 - V, c gradients and the loss value do not depend on the truncation
 - from the definition: with output="all" and reduction="sum", the TBPTT(k1, k2) gradient is the
   sum over t of the gradient of loss term t alone, which reaches back to
-  max(0, tau(t) - k2) with tau(t) = min(k1 ceil(t / k1), T). Term t alone is the many-to-one
+  max(0, tau(t) - k2) with tau(t) = k1 ceil(t / k1) (not clamped at T). Term t alone is the many-to-one
   problem on the prefix x_1..x_t whose loss reaches back t - 1 - cut transitions,
   i.e. Window(t - 1 - cut): this re-derives every sweep of `spec.segments` independently.
 
@@ -79,13 +79,14 @@ def cut_of(truncation, t, T):
     if truncation is None:
         return 0
     tb = truncation.as_tbptt()
-    tau = min(tb.k1 * math.ceil(t / tb.k1), T)
+    tau = tb.k1 * math.ceil(t / tb.k1)          # the end of t's chunk, not clamped at T
     return max(0, tau - tb.k2)
 
 
 @MORE
 @given(cases(spec=specs(output="all", reduction="sum")))
-# TBPTT with k1 not dividing T, k2 > k1: the last chunk is short, its cut is tau(T) - k2 = T - k2
+# TBPTT with k1 not dividing T, k2 > k1: the last chunk (step 5) is short; its cut is
+# tau - k2 = 6 - 3 = 3, measured from the chunk's unclamped end
 @example(make_case(hg.Spec(output="all", reduction="sum", truncation=hg.TBPTT(2, 3)),
                    2, 5, 2, 3, 2, seed=1))
 def test_gradient_is_the_sum_of_each_loss_terms_truncated_gradient(case):

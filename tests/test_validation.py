@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import handgrad as hg
+from handgrad.params import tree_leaves, tree_map
 from handgrad.strategies import cases, make_case
 
 SPEC = hg.Spec(activation="tanh", bias=True, output="all", loss="half_squared")
@@ -122,7 +123,17 @@ def test_predict_rejects_bad_input(label, params, xs, spec, h0, words):
     (lambda: hg.directional_derivative(P, CASE.xs, CASE.ys, SPEC, P, direction_h0=np.ones(3)),
      ["direction_h0", "(2, 3)"]),
     (lambda: hg.directional_derivative(P, CASE.xs, CASE.ys, SPEC, P, method="x"), ["method"]),
-    (lambda: hg.Spec(activation="relu"), ["activation", "relu"]),
+    (lambda: hg.Spec(activation="softplus"), ["activation", "softplus"]),
+    (lambda: hg.Spec(cell="lstm", activation="relu"), ["activation", "tanh", "lstm"]),
+    (lambda: hg.Spec(cell="rnn"), ["cell", "rnn"]),
+    (lambda: hg.Spec(cell="lstm", gru_reset="before"), ["gru_reset", "gru"]),
+    (lambda: hg.Spec(head=1), ["head"]),
+    (lambda: hg.init_params(hg.Spec(head=False), 2, 3, 4), ["output_dim", "head"]),
+    (lambda: hg.init_params(SPEC, 2, 3), ["output_dim"]),
+    (lambda: hg.loss_and_grads(P, CASE.xs, CASE.ys, SPEC, wrt_xs=1), ["wrt_xs"]),
+    (lambda: hg.loss_and_grads(P, CASE.xs.astype("m8[s]"), CASE.ys, SPEC), ["xs", "timedelta"]),
+    (lambda: hg.parse_truncation(None), ["truncation", "NoneType"]),
+    (lambda: hg.segments(5, 3, "all"), ["truncation", "5"]),
     (lambda: hg.Spec(output="first"), ["output", "first"]),
     (lambda: hg.Spec(loss="l1"), ["loss", "l1"]),
     (lambda: hg.Spec(reduction="max"), ["reduction", "max"]),
@@ -158,22 +169,20 @@ def test_truncations_accept_numpy_integers_as_plain_ints():
 @given(cases())
 def test_float32_input_is_accepted_and_computed_in_float64(case):
     """float32 arrays give the float64 answer for the same (float32-rounded) values."""
-    f32 = hg.Params(*(None if p is None else p.astype(np.float32) for p in case.params))
+    def to(dtype):
+        return lambda a: a.astype(dtype)
+    f32 = tree_map(to(np.float32), case.params)
     xs32 = case.xs.astype(np.float32)
     ys32 = case.ys if case.spec.loss == "cross_entropy" else case.ys.astype(np.float32)
-    h032 = None if case.h0 is None else case.h0.astype(np.float32)
-    loss, grads, dh0 = hg.loss_and_grads(f32, xs32, ys32, case.spec, h032, wrt_h0=True)
-    up = hg.Params(*(None if p is None else p.astype(np.float64) for p in f32))
-    want = hg.loss_and_grads(up, xs32.astype(np.float64), np.asarray(ys32).astype(
-        case.ys.dtype), case.spec, None if h032 is None else h032.astype(np.float64),
-        wrt_h0=True)
-    assert type(loss) is float and loss == want[0]
-    for g, w in zip(grads, want[1]):
-        if g is not None:
-            assert g.dtype == np.float64
-            np.testing.assert_array_equal(g, w)
-    assert dh0.dtype == np.float64
-    np.testing.assert_array_equal(dh0, want[2])
+    h032 = tree_map(to(np.float32), case.h0)
+    got = hg.loss_and_grads(f32, xs32, ys32, case.spec, h032, wrt_h0=True, wrt_xs=True)
+    want = hg.loss_and_grads(tree_map(to(np.float64), f32), xs32.astype(np.float64),
+                             np.asarray(ys32).astype(case.ys.dtype), case.spec,
+                             tree_map(to(np.float64), h032), wrt_h0=True, wrt_xs=True)
+    assert type(got[0]) is float and got[0] == want[0]
+    for g, w in zip(tree_leaves(got[1:]), tree_leaves(want[1:])):
+        assert g.dtype == np.float64
+        np.testing.assert_array_equal(g, w)
     os, hs = hg.predict(f32, xs32, case.spec, h032)
     assert os.dtype == np.float64 and hs.dtype == np.float64
 

@@ -29,7 +29,7 @@ def run(args) -> int:
     case = read_case(args.case)
     verify_case(args.case, case, TOLERANCES["jax"])
     cand = read_candidate(args.candidate, case)
-    expected = Expected(case.loss, {**case.grads.arrays(), "h0": case.dh0})
+    expected = Expected(case.loss, case.expected_arrays())
     loss = case.loss if cand.loss is None else cand.loss
     answer = Answer(loss, cand.grads, cand.dtype)
     cmp = compare(answer, expected, args.rtol, case)

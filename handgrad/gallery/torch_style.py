@@ -15,7 +15,7 @@ import numpy as np
 
 def torch_rnn(spec, detach_every=None, dtype=None):
     """A PyTorch candidate for `spec` (squared losses). `detach_every=k` detaches the hidden
-    state every k steps (PyTorch's truncated BPTT; Chunks(k) when k divides T).
+    state every k steps (PyTorch's truncated BPTT: Chunks(k), for every T).
 
     The cell is written out (nn.RNN has no sigmoid), with nn.RNN's parameter names and its two
     hidden biases: a_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh.

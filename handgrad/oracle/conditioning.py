@@ -33,14 +33,14 @@ def roundoff_floor(case, dtype) -> dict:
     xs_tm, ys_tm = time_major(case.xs, case.ys, spec)
     B, T, D = case.xs.shape
     H, O = case.params.W.shape[0], case.params.V.shape[0]
-    fwd = forward_states(case.params, xs_tm, initial_state(case.h0, B, H), spec.activation)
-    os = outputs(case.params, output_states(fwd.hs, spec.output))
+    fwd = forward_states(case.params, xs_tm, initial_state(case.h0, B, H), spec)
+    os = outputs(case.params, output_states(fwd.states, spec.output))
     _, dos = loss_and_output_grad(os, ys_tm, spec.loss, spec.reduction)
     absolute = case.params._replace(**{k: np.abs(v) for k, v in case.params.arrays().items()})
-    hs_abs, dact_abs = np.abs(fwd.hs), np.abs(fwd.dact)
+    hs_abs, dact_abs = np.abs(fwd.states), np.abs(fwd.cache)
 
     def g_abs(delta):
-        grads, dh0 = backward(absolute, np.abs(xs_tm), Forward(hs_abs, dact_abs + delta),
+        grads, dh0, _ = backward(absolute, np.abs(xs_tm), Forward(hs_abs, dact_abs + delta),
                               np.abs(dos), spec)
         out = grads.arrays()
         out["h0"] = dh0

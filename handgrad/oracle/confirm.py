@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..numdiff import directional_derivative
-from ..params import Params
 from ..tolerances import TOLERANCES, rel_error
 
 
@@ -28,16 +27,20 @@ def _fail(what: str) -> OracleError:
 
 
 def _directional(case, expected, direction: dict) -> tuple[float, float, float]:
-    """(complex-step derivative, hand projection, scale) along `direction` (name -> array)."""
-    names = [n for n, p in case.params._asdict().items() if p is not None]
-    d_params = Params(**{n: (direction.get(n, np.zeros_like(p)) if p is not None else None)
-                         for n, p in case.params._asdict().items()})
+    """(complex-step derivative, hand projection, scale) along `direction` (name -> array over
+    the parameters, "h0" (and "c0" for the LSTM) and "xs")."""
+    names = list(case.params.arrays())
+    d_params = type(case.params)(**{n: (direction.get(n, np.zeros_like(p)) if p is not None
+                                        else None) for n, p in case.params._asdict().items()})
     d_h0 = direction.get("h0")
-    h0_used = case.h0 if case.h0 is not None else np.zeros_like(expected.grads["h0"])
+    if "c0" in expected.grads:                                   # the LSTM's pair
+        d_h0 = (d_h0, direction.get("c0"))
     numeric = directional_derivative(case.params, case.xs, case.ys, case.spec, d_params,
-                                     h0=h0_used, direction_h0=d_h0, method="complex")
+                                     h0=case.h0, direction_h0=d_h0, method="complex",
+                                     direction_xs=direction.get("xs"))
     hand = sum(float(np.sum(expected.grads[n] * d)) for n, d in direction.items())
-    scale = max((float(np.max(np.abs(expected.grads[n]), initial=0.0)) for n in [*names, "h0"]),
+    scale = max((float(np.max(np.abs(expected.grads[n]), initial=0.0))
+                 for n in [*names, *(k for k in ("h0", "c0", "xs") if k in expected.grads)]),
                 default=0.0)
     scale *= sum(float(np.sum(np.abs(d))) for d in direction.values())
     return numeric, hand, scale
@@ -76,17 +79,13 @@ def _confirm_jax(case, expected):
     except Exception:  # noqa: BLE001 - jax absent or reference not installed: skip this method
         return None
     tol = TOLERANCES["jax"]
-    try:
-        out = ref_loss_and_grads(case.params, case.xs, case.ys, case.spec, h0=case.h0, wrt_h0=True)
-        loss, grads, dh0 = out
-    except TypeError:
-        loss, grads = ref_loss_and_grads(case.params, case.xs, case.ys, case.spec, h0=case.h0)
-        dh0 = None
+    loss, grads, dh0, dxs = ref_loss_and_grads(case.params, case.xs, case.ys, case.spec,
+                                               h0=case.h0, wrt_h0=True, wrt_xs=True)
+    got = {**grads.arrays(), "xs": dxs}
+    got.update(zip(("h0", "c0"), dh0) if isinstance(dh0, tuple) else [("h0", dh0)])
     errors = {"loss": rel_error(float(loss), expected.loss)}
-    for n, g in Params(*grads).arrays().items():
-        errors[n] = rel_error(np.asarray(g), expected.grads[n])
-    if dh0 is not None:
-        errors["h0"] = rel_error(np.asarray(dh0), expected.grads["h0"])
+    for n, want in expected.grads.items():
+        errors[n] = rel_error(np.asarray(got[n]), want)
     worst = max(errors.values())
     if not worst <= tol:
         bad = max(errors, key=errors.get)

@@ -9,10 +9,8 @@ same gradient on sequences of length T exactly when every loss term is cut at th
 simplest member (full, then Window, then Chunks, then TBPTT; smallest k first). For
 `output="last"` only the cut of the single sweep matters, so every match is named Window(k).
 
-PyTorch's `h = h.detach()` every k steps is `Chunks(k)` = `TBPTT(k, k)` only when k divides T: in
-the contract's TBPTT the loss terms of a last, partial chunk reach back k steps from T, while after
-a detach they reach back only to the chunk's start. identify also tries that "detach" variant on
-output="all"; when it matches, it confirms Chunks(k) on a length that k divides and says so.
+PyTorch's `h = h.detach()` every k steps is exactly `Chunks(k)` = `TBPTT(k, k)` for every T (the
+contract's chunk end tau(t) = k ceil(t / k) is not clamped at T), so it needs no special case.
 
 If the candidate matches full BPTT at T, it might still truncate beyond T - 1 steps: identify
 runs again at the next, longer T of the schedule (all conventions again) before it says "full".
@@ -28,8 +26,8 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .._validate import check_spec
-from ..bptt import loss_and_grads, predict
-from ..spec import TBPTT, Chunks, Segment, Window, segments
+from ..bptt import loss_and_grads
+from ..spec import TBPTT, Chunks, Window, segments
 from ..tolerances import rel_error, tolerance_for
 from .check import DEFAULT_SAVE_DIR, mismatch, save_replay
 from .evaluate import Answer, Expected, call_candidate, compare
@@ -40,15 +38,6 @@ N_CASES = 2
 TRUNCATION_DEPENDENT = ("U", "W", "b", "h0")
 GAIN = 1.5                # recurrent gain of the identify cases (see recurrent_weights)
 INPUT_SCALE = 0.5
-
-
-class Detach(NamedTuple):
-    """PyTorch-style detach every k steps (differs from Chunks(k) when k does not divide T)."""
-
-    k: int
-
-    def __repr__(self) -> str:
-        return f"detach every {self.k} steps"
 
 
 class Identified(NamedTuple):
@@ -73,10 +62,6 @@ def conventions(T: int, output: str) -> list[tuple]:
     groups: dict = {}
     for tr in named:
         groups.setdefault(cuts(segments(tr, T, output)), []).append(tr)
-    if output == "all":
-        for k in range(2, T):
-            if T % k:
-                groups.setdefault(cuts(detach_segments(k, T)), []).append(Detach(k))
     return [(g[0], tuple(g[1:])) for g in groups.values()]
 
 
@@ -84,11 +69,6 @@ def cuts(segs) -> tuple:
     """The cut of every loss step: what the gradient depends on (how steps are grouped into
     sweeps does not matter)."""
     return tuple(seg.cut for seg in segs for _ in range(seg.first, seg.last + 1))
-
-
-def detach_segments(k: int, T: int) -> list:
-    """The sweeps of detach-every-k: each chunk (the last one possibly shorter) alone."""
-    return [Segment(s, min(s + k - 1, T), s - 1) for s in range(1, T + 1, k)]
 
 
 def recurrent_weights(activation: str, H: int, seed: int, gain: float = GAIN) -> np.ndarray:
@@ -124,32 +104,10 @@ def identify_cases(spec, T: int, D: int = 2, H: int = 3, O: int = 2, B: int = 2,
 
 
 def _expected(case, truncation) -> Expected:
-    if isinstance(truncation, Detach):
-        return _expected_detach(case, truncation.k)
     spec = dataclasses.replace(case.spec, truncation=truncation)
     loss, grads, dh0 = loss_and_grads(case.params, case.xs, case.ys, spec, h0=case.h0, wrt_h0=True)
     out = grads.arrays()
     out["h0"] = dh0
-    return Expected(float(loss), out)
-
-
-def _expected_detach(case, k: int) -> Expected:
-    """Detach every k steps = the sum over chunks of each chunk's full BPTT from its (constant)
-    starting state; a chunk's share of a mean is its count over the total."""
-    spec = dataclasses.replace(case.spec, truncation=None)
-    B, T, _ = case.xs.shape
-    _, hs = predict(case.params, case.xs, spec, h0=case.h0)            # (B, T, H) h_1..h_T
-    loss, out = 0.0, None
-    for s in range(0, T, k):
-        e = min(s + k, T)
-        start = case.h0 if s == 0 else hs[:, s - 1]
-        part_loss, g, dh0 = loss_and_grads(case.params, case.xs[:, s:e], case.ys[:, s:e], spec,
-                                           h0=start, wrt_h0=True)
-        share = (e - s) / T if spec.reduction == "mean" else 1.0
-        part = {**g.arrays(), "h0": dh0 if s == 0 else np.zeros_like(dh0)}
-        loss += share * part_loss
-        out = {n: share * v for n, v in part.items()} if out is None else \
-            {n: out[n] + share * v for n, v in part.items()}
     return Expected(float(loss), out)
 
 
@@ -180,21 +138,8 @@ def identify(candidate, spec, rtol: Optional[float] = None, schedule=SCHEDULE,
         if result[0] is not None:      # a truncation shorter than T: no need to look further
             break
     match, others, T, err, runner, tol = result
-    note = None
-    if isinstance(match, Detach):     # confirm as Chunks(k) on a length that k divides
-        T_seen = T
-        T_next = match.k * -(-T // match.k)                   # the next multiple of k
-        match, others, T, err, runner, tol = _identify_at(candidate, full_spec, T_next, rtol,
-                                                          save_dir, h0)
-        if isinstance(match, Chunks):
-            note = (f"  like PyTorch's h.detach() every {match.k} steps: at T={T_seen}, which "
-                    f"{match.k} does not divide, its last chunk backpropagates only within itself, "
-                    f"where the contract's Chunks({match.k}) = TBPTT({match.k}, {match.k}) reaches "
-                    f"back {match.k} steps from T; they agree whenever {match.k} divides T")
     seconds = time.perf_counter() - start
     message = _message(match, others, T, err, runner, tol, spec, seconds)
-    if note:
-        message = message.replace("\n  identified in", "\n" + note + "\n  identified in")
     return Identified(match, others, T, err, runner, seconds, message)
 
 
@@ -230,7 +175,7 @@ def _identify_at(candidate, spec, T: int, rtol, save_dir, h0=True):
     best_err, best, others = scored[0]
     runner = (scored[1][1], scored[1][0]) if len(scored) > 1 else None
     if not best_err <= tol:
-        best = next(name for _, name, _ in scored if not isinstance(name, Detach))
+        best = scored[0][1]
         case = cases[0]
         exp = _expected(case, best)
         truncated = dataclasses.replace(spec, truncation=best)

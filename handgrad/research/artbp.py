@@ -167,7 +167,7 @@ def tradeoff_prepared(prep, cut_probs=(0.5, 0.3, 0.2, 0.1, 0.05), sweep=None):
     if prep.spec.output != "last":
         raise ValueError("artbp_tradeoff is for many-to-one (spec.output='last'); for "
                          "many-to-many use artbp_expectation on a short sequence")
-    T = prep.fwd.dact.shape[0]
+    T = prep.fwd.cache.shape[0]
     pieces = lag_pieces_last(prep)               # time order; lag j is entry T - 1 - j
     flat = np.concatenate([getattr(pieces, n).reshape(T, -1)[::-1]
                            for n in ("U", "W", "b") if getattr(pieces, n) is not None], axis=1)

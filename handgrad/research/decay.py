@@ -33,7 +33,7 @@ import numpy as np
 
 from .._validate import check_h0, check_params, check_spec, check_xs
 from ..bptt import forward_states, initial_state
-from .sweep import lag_pieces_all, lag_pieces_last, output_layer_grads, prepare
+from .sweep import lag_pieces_all, lag_pieces_last, output_layer_grads, prepare, require_elman_with_head
 
 MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}   # max over a of act'(a)
 SATURATED = 1e-2                                  # act'(a) / max act' below this: saturated
@@ -93,7 +93,8 @@ def adaptive_k(profile: DecayProfile, tol: float) -> int:
     if not isinstance(profile, DecayProfile):
         raise ValueError(f"profile must be a DecayProfile (from decay_profile), got "
                          f"{type(profile).__name__}")
-    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol >= 0 and math.isfinite(tol)):
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol >= 0
+                                     and math.isfinite(tol)):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     bounds = profile.bias_bound(np.arange(profile.T))
     ok = np.nonzero(bounds <= tol)[0]
@@ -127,7 +128,7 @@ def decay_profile(params, xs, ys, spec, h0=None, max_lag=None) -> DecayProfile:
 
 def profile_prepared(prep, max_lag=None) -> DecayProfile:
     """`decay_profile` on a problem already through `sweep.prepare` (shared by the study)."""
-    T = prep.fwd.dact.shape[0]
+    T = prep.fwd.cache.shape[0]
     if max_lag is None:
         max_lag = T - 1
     if isinstance(max_lag, bool) or not isinstance(max_lag, (int, np.integer)) or max_lag < 0:
@@ -183,12 +184,13 @@ class JacobianFacts(NamedTuple):
 def jacobian_facts(params, xs, spec, h0=None) -> JacobianFacts:
     """The Jacobian bound and saturation of `params` on the inputs `xs` (B, T, D)."""
     spec = check_spec(spec)
+    require_elman_with_head(spec)
     params = check_params(params, spec)
     xs = check_xs(xs, params.sizes[0])
     h0 = check_h0(h0, xs.shape[0], params.sizes[1])
     xs_tm = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
     dact = forward_states(params, xs_tm, initial_state(h0, xs.shape[0], params.sizes[1]),
-                          spec.activation).dact
+                          spec).cache                                   # Elman: act'(a_t)
     return facts_from(params.W, dact, spec.activation)
 
 

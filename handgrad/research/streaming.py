@@ -31,7 +31,7 @@ from ..bptt import Forward, backward, forward_states, outputs
 from ..losses import loss_and_output_grad, loss_count
 from ..params import Params
 from ..spec import Chunks, Spec, Window
-from .sweep import Prepared, lag_pieces_all
+from .sweep import Prepared, lag_pieces_all, require_elman_with_head
 
 
 class StreamResult(NamedTuple):
@@ -96,6 +96,7 @@ def streaming_loss_and_grads(params, blocks: Iterable, spec, ys=None, h0=None) -
     if not isinstance(trunc, (Window, Chunks)):
         raise ValueError("streaming needs spec.truncation = Window(k) or Chunks(k) (full BPTT "
                          f"must hold every state), got {trunc!r}")
+    require_elman_with_head(spec)
     params = check_params(params, spec)
     D, H, O = params.sizes
     last = spec.output == "last"
@@ -124,23 +125,23 @@ def streaming_loss_and_grads(params, blocks: Iterable, spec, ys=None, h0=None) -
             raise ValueError(f"every block must have the same batch size B = {tail.hs.shape[1]}, "
                              f"got a block of shape {xs_b.shape}")
         xs_tm = np.ascontiguousarray(np.swapaxes(xs_b, 0, 1))            # (n, B, D)
-        fwd = forward_states(params, xs_tm, tail.hs[-1], spec.activation)
+        fwd = forward_states(params, xs_tm, tail.hs[-1], spec)
         # the kept steps in front of the new block, as one short sequence
         xs_c = np.concatenate([tail.xs, xs_tm])
-        hs_c = np.concatenate([tail.hs, fwd.hs[1:]])
-        dact_c = np.concatenate([tail.dact, fwd.dact])
+        hs_c = np.concatenate([tail.hs, fwd.states[1:]])
+        dact_c = np.concatenate([tail.dact, fwd.cache])
         m = tail.xs.shape[0]
         max_held = max(max_held, hs_c.shape[0])
         if last:
             dos_c = np.zeros((m + n, B, O))
         else:
             ys_b = check_ys(ys_b, spec, B, n, O)
-            os_ = outputs(params, fwd.hs[1:])
+            os_ = outputs(params, fwd.states[1:])
             loss_b, dos_b = loss_and_output_grad(os_, np.swapaxes(ys_b, 0, 1), spec.loss, "sum")
             loss_total += loss_b
             if isinstance(trunc, Window):
                 # o_t = V h_t + c: every loss term once
-                acc["V"] += np.einsum("nbo,nbh->oh", dos_b, fwd.hs[1:])
+                acc["V"] += np.einsum("nbo,nbh->oh", dos_b, fwd.states[1:])
                 if "c" in acc:
                     acc["c"] += dos_b.sum(axis=(0, 1))
                 dos_c = np.concatenate([np.zeros((m, B, O)), dos_b])
@@ -165,7 +166,7 @@ def streaming_loss_and_grads(params, blocks: Iterable, spec, ys=None, h0=None) -
                                            _stack_chunks(hs_c[lo + 1:lo + n_done + 1], nc, k)])
                     fwd_k = Forward(hs_k, _stack_chunks(dact_c[sl], nc, k))
                     full = Spec(**{**sum_spec.__dict__, "truncation": None})
-                    grads, dstart = backward(params, _stack_chunks(xs_c[sl], nc, k), fwd_k,
+                    grads, dstart, _ = backward(params, _stack_chunks(xs_c[sl], nc, k), fwd_k,
                                              _stack_chunks(dos_c[sl], nc, k), full)
                     _add(acc, grads)                                     # includes V and c
                     if first == 1:
@@ -186,20 +187,23 @@ def streaming_loss_and_grads(params, blocks: Iterable, spec, ys=None, h0=None) -
         ys = check_ys(ys, spec, B, T, O)
         os_ = outputs(params, tail.hs[-1:])
         loss_total, dos = loss_and_output_grad(os_, ys[None], spec.loss, "sum")
-        # the loss at T reaches the last `keep` steps; the kept steps are exactly those (or all T)
+        # the loss at T reaches the last r steps: k + 1 for Window(k); for Chunks(k) the steps of
+        # the last chunk, which ends at T or is a short one (the chunk end is not clamped at T)
+        r = min(k + 1, T) if isinstance(trunc, Window) else T - k * ((T - 1) // k)
         full = Spec(**{**sum_spec.__dict__, "truncation": None})
-        grads, dstart = backward(params, tail.xs, Forward(tail.hs, tail.dact), dos, full)
+        grads, dstart, _ = backward(params, tail.xs[m - r:],
+                                 Forward(tail.hs[m - r:], tail.dact[m - r:]), dos, full)
         _add(acc, grads)
-        if tail.start == 1:
+        if T == r:                                   # the sweep reaches h_0
             dh0 += dstart
     elif isinstance(trunc, Chunks) and tail.dos.shape[0]:
-        # the last, partial chunk: its loss terms reach back k steps from T (TBPTT(k, k))
+        # the last, short chunk: its loss terms backpropagate within it (as after h.detach())
         r = tail.dos.shape[0]
-        dos = np.concatenate([np.zeros((m - r, B, O)), tail.dos])
         full = Spec(**{**sum_spec.__dict__, "truncation": None, "output": "all"})
-        grads, dstart = backward(params, tail.xs, Forward(tail.hs, tail.dact), dos, full)
+        grads, dstart, _ = backward(params, tail.xs[m - r:],
+                                 Forward(tail.hs[m - r:], tail.dact[m - r:]), tail.dos, full)
         _add(acc, grads)
-        if tail.start == 1:
+        if T == r:
             dh0 += dstart
     count = loss_count(spec.loss, spec.reduction, (1 if last else T, B, O))
     grads = Params(*(acc[n] / count if n in acc else None for n in Params._fields))

@@ -5,7 +5,8 @@ Size letters: B windows, T steps, D inputs, H hidden units, O outputs, K truncat
 
 Compute is counted in backpropagated steps: the number of steps t whose dL/da_t a gradient
 computes (the forward pass, T steps per window, is the same for every scheme). For the tutorial's
-many-to-one loss: full BPTT T, Window(k) k + 1, Chunks(k) k (it equals Window(k - 1) there),
+many-to-one loss: full BPTT T, Window(k) k + 1, Chunks(k) the length of the last chunk (k when k
+divides T: it equals Window(k - 1) there),
 ARTBP K + 1 for K passes before the first cut.
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..params import Params
-from ..spec import Chunks, Spec, Window
+from ..spec import Spec, segments
 from .artbp import artbp_grads, sample_passes, tradeoff_prepared
 from .decay import adaptive_k, facts_from, profile_prepared
 from .sweep import prepare, sweep_prepared
@@ -47,7 +48,7 @@ def analyse(name, params, xs, ys, spec, h0=None, tols=TOLS, ks=None) -> Stage:
     prep = prepare(params, xs, ys, spec, h0)                       # one forward pass for all
     sweep = sweep_prepared(prep, ks=ks, keep_grads=False)
     prof = profile_prepared(prep)
-    facts = facts_from(prep.params.W, prep.fwd.dact, prep.spec.activation)
+    facts = facts_from(prep.params.W, prep.fwd.cache, prep.spec.activation)
     adaptive = {float(t): adaptive_k(prof, float(t)) for t in tols}
     every = sweep if ks is None else None
     trade = tradeoff_prepared(prep, sweep=every) if prep.spec.output == "last" else []
@@ -249,13 +250,8 @@ def parse_scheme(text: str):
 
 def steps_backpropagated(truncation, T: int) -> int:
     """Steps whose dL/da_t a many-to-one gradient computes under `truncation`."""
-    if truncation is None:
-        return T
-    if isinstance(truncation, Window):
-        return min(truncation.k + 1, T)
-    if isinstance(truncation, Chunks):
-        return min(truncation.k, T)
-    return min(truncation.k2, T)
+    (seg,) = segments(truncation, T, "last")       # one loss term: one sweep, steps cut+1..T
+    return T - seg.cut
 
 
 def train_scheme(data, config, scheme: str, seed: int = 0) -> SchemeRun:

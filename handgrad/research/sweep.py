@@ -95,17 +95,25 @@ class Prepared(NamedTuple):
 def prepare(params, xs, ys, spec, h0=None) -> Prepared:
     """Validate, run the forward pass and the loss: what every research tool starts from."""
     params, xs, ys, h0, spec = check_inputs(params, xs, ys, spec, h0)
+    require_elman_with_head(spec)
     xs_tm, ys_tm = time_major(xs, ys, spec)
     fwd = forward_states(params, xs_tm, initial_state(h0, xs.shape[0], params.W.shape[0]),
-                         spec.activation)
-    os = outputs(params, output_states(fwd.hs, spec.output))
+                         spec)
+    os = outputs(params, output_states(fwd.states, spec.output))
     loss, dos = loss_and_output_grad(os, ys_tm, spec.loss, spec.reduction)
     return Prepared(params, spec, xs_tm, fwd, dos, dos @ params.V, loss)
 
 
+def require_elman_with_head(spec) -> None:
+    """The research tools are written for the Elman cell with an output head (for now)."""
+    if spec.cell != "elman" or not spec.head:
+        raise ValueError("the truncation research tools support cell='elman' with head=True, "
+                         f"got cell={spec.cell!r}, head={spec.head}")
+
+
 def output_layer_grads(prep: Prepared):
     """o_t = V h_t + c is never truncated: dV = sum_t do_t h_t^T (O, H), dc = sum_t do_t (O,)."""
-    hs_out = output_states(prep.fwd.hs, prep.spec.output)                 # (S, B, H)
+    hs_out = output_states(prep.fwd.states, prep.spec.output)                 # (S, B, H)
     O, H = prep.params.V.shape
     dV = prep.dos.reshape(-1, O).T @ hs_out.reshape(-1, H)
     dc = prep.dos.sum(axis=(0, 1)) if prep.params.c is not None else None
@@ -245,7 +253,7 @@ def window_stacks(prep: Prepared, ks: np.ndarray):
     Returns (stacks, totals): many-to-one also gives the full gradients of U, W, b, h_0 (the sum
     over every lag); many-to-many gives None (the lag loop stops at max(ks)).
     """
-    T = prep.fwd.dact.shape[0]
+    T = prep.fwd.cache.shape[0]
     kk = np.minimum(ks, T - 1)                    # Window(k >= T - 1) is full BPTT
     if prep.spec.output == "last":
         pieces = lag_pieces_last(prep)
@@ -261,7 +269,7 @@ def window_stacks(prep: Prepared, ks: np.ndarray):
         totals["h0"] = pieces.dh0
         return stacks, totals
     params = prep.params
-    B, H = prep.fwd.hs.shape[1:]
+    B, H = prep.fwd.states.shape[1:]
     order = np.argsort(kk, kind="stable")
     out = {"U": np.empty((len(kk),) + params.U.shape), "W": np.empty((len(kk),) + params.W.shape),
            "h0": np.empty((len(kk), B, H))}
@@ -299,11 +307,11 @@ def truncation_sweep(params, xs, ys, spec, ks=None, h0=None, keep_grads: bool = 
 def sweep_prepared(prep: Prepared, ks=None, keep_grads: bool = True) -> TruncationSweep:
     """`truncation_sweep` on a problem already through `prepare` (shared by the study)."""
     prep = prep._replace(spec=Spec(**{**prep.spec.__dict__, "truncation": None}))
-    T = prep.fwd.dact.shape[0]
+    T = prep.fwd.cache.shape[0]
     ks = check_ks(ks, T)
     stacks, totals = window_stacks(prep, ks)
     if totals is None:
-        full, full_dh0 = backward(prep.params, prep.xs_tm, prep.fwd, prep.dos, prep.spec)
+        full, full_dh0, _ = backward(prep.params, prep.xs_tm, prep.fwd, prep.dos, prep.spec)
     else:
         # many-to-one: the full gradient is the sum over every lag
         dV, dc = output_layer_grads(prep)

@@ -14,9 +14,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ..bptt import forward_states
+from ..spec import Spec
 
 SATURATED = 1e-6                      # act'(a) / max act' below this: the unit is saturated
-MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}
+MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "identity": 1.0}
 WARN_FRACTION = 0.5                   # say so in plain words above this fraction
 
 
@@ -52,7 +53,8 @@ def saturation(params, xs, activation: str) -> Saturation:
     """Saturation of the hidden units of `params` over the windows `xs` (B, T, D), h_0 = 0."""
     xs_tm = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
     B, H = xs.shape[0], params.W.shape[0]
-    rel = forward_states(params, xs_tm, np.zeros((B, H)), activation).dact / MAX_DERIVATIVE[activation]
+    dact = forward_states(params, xs_tm, np.zeros((B, H)), Spec(activation=activation)).cache
+    rel = dact / MAX_DERIVATIVE[activation]
     sat = rel < SATURATED                                       # (T, B, H)
     return Saturation(float(sat.mean()), float(sat[-1].mean()), int(sat.all(axis=(0, 1)).sum()),
                       H, float(rel.max()))

@@ -1,0 +1,76 @@
+"""Recurrent cells: the one place where the Elman, GRU and LSTM equations live.
+
+Size letters: T time steps, B batch, D inputs, H hidden units, G gate blocks (1 Elman, 3 GRU,
+4 LSTM), S state width (H; 2H for the LSTM, whose state is [h, c]), n steps handled at once.
+
+Every cell has the same seam, so truncation, the loss, numerical differentiation, the oracle and
+the research tools are written once, in `handgrad.bptt` and beyond:
+
+    a_t = P_t + (the cell's recurrent terms in s_{t-1})      P_t = W_in x_t + b_in  (all t at once)
+    s_t = the cell's update of s_{t-1}                        h_t = hidden(s_t)
+
+- `run(w, P, s0, derivative)`: the forward recurrence over all T steps, from the input
+  projections P (T, B, G H) (overwritten) and the initial state s0 (B, S). Returns the states
+  (T + 1, B, S) (s_0 .. s_T) and a cache for `back` (None when `derivative` is False: prediction
+  and numerical differentiation, which also pass complex arrays).
+- `back(w, cache, states, lo, hi, ds)`: the backward step of steps lo + 1 .. hi at once (any n =
+  hi - lo steps side by side: one step in a sweep, or every sweep of a `Window(k)` at one lag).
+  ds (n, B, S) is dL/ds_t. Returns dP (n, B, G H) (= dL/dP_t, the gradient of the gates'
+  pre-activations through their input side), dR (n, B, G H) or None when it equals dP (the
+  gradient of the recurrent product's output; it differs from dP only in the GRU's reset-after
+  candidate block), and ds_prev (n, B, S) = dL/ds_{t-1} along this step.
+- `recurrent_grads(w, cache, states, dR, lo)`: dW_rec and db_rec summed over steps lo + 1 .. T,
+  each a single matrix product over time (dR (T - lo, B, G H), summed over the sweeps).
+
+The input side is the same for every cell and is done by `bptt`: dW_in = sum_t dP_t x_t^T,
+db_in = sum_t dP_t, dx_t = W_in^T dP_t.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from ..params import GatedParams, Params
+
+
+class Weights(NamedTuple):
+    """A cell's view of its parameters (the output layer is not the cell's business)."""
+
+    W_in: np.ndarray             # (G H, D)   Elman: U
+    W_rec: np.ndarray            # (G H, H)   Elman: W
+    b_in: Optional[np.ndarray]   # (G H,)     Elman: b
+    b_rec: Optional[np.ndarray]  # (G H,)     Elman: none (b enters once)
+
+
+def weights_of(params) -> Weights:
+    """The cell weights of a `Params` or `GatedParams`."""
+    if isinstance(params, GatedParams):
+        return Weights(params.W_ih, params.W_hh, params.b_ih, params.b_hh)
+    return Weights(params.U, params.W, params.b, None)
+
+
+def cell_grads(params, dW_in, dW_rec, db_in, db_rec, dV, dc):
+    """Gradients in the type and names of `params`."""
+    if isinstance(params, GatedParams):
+        return GatedParams(dW_in, dW_rec, db_in, db_rec, dV, dc)
+    return Params(dW_in, dW_rec, dV, db_in, dc)
+
+
+def cell_for(spec):
+    """The cell object of `spec` (`spec.cell`, with its activation or reset convention)."""
+    from .elman import Elman
+    from .gru import GRU
+    from .lstm import LSTM
+    if spec.cell == "gru":
+        return GRU(spec.gru_reset)
+    if spec.cell == "lstm":
+        return LSTM()
+    return Elman(spec.activation)
+
+
+def outer_sum(dX, X) -> np.ndarray:
+    """sum over the leading axes of dX[..., :, None] * X[..., None, :]: (..., M), (..., N) -> (M, N),
+    one matrix product (the time sums of every weight gradient)."""
+    M, N = dX.shape[-1], X.shape[-1]
+    return dX.reshape(-1, M).T @ X.reshape(-1, N)
