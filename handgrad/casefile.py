@@ -83,7 +83,8 @@ class CandidateFile(NamedTuple):
 
     grads: dict
     loss: Optional[float]
-    dtype: np.dtype             # the precision the candidate computed in (judges the tolerance)
+    dtype: np.dtype             # the lowest precision of its arrays
+    dtypes: Optional[dict] = None   # name -> the dtype each array was stored in (judges it)
 
 
 # ---------------------------------------------------------------- building and writing
@@ -347,4 +348,5 @@ def read_candidate(path, case: CaseFile) -> CandidateFile:
     loss = _scalar(path, "loss", arrays["loss"]) if "loss" in arrays else None
     floats = [a.dtype for a in grads.values() if a.dtype.kind == "f"]
     dtype = min(floats, key=lambda d: d.itemsize) if floats else np.dtype(np.float64)
-    return CandidateFile({k: v.astype(np.float64) for k, v in grads.items()}, loss, dtype)
+    dtypes = {k: v.dtype if v.dtype.kind == "f" else np.dtype(np.float64) for k, v in grads.items()}
+    return CandidateFile({k: v.astype(np.float64) for k, v in grads.items()}, loss, dtype, dtypes)

@@ -149,8 +149,8 @@ CHECK_SIZES = dict(B=2, T=7, D=3, H=4, O=3)   # one shape for every spec: JAX co
 
 
 def check_specs():
-    """(spec, weight scale, h0 given) covering every activation, bias, output, loss, reduction
-    and truncation kind, each weight scale, with and without h0."""
+    """(spec, weight scale, h0 given) covering every cell, activation, reset convention, bias,
+    head, output, loss, reduction and truncation kind, each weight scale, with and without h0."""
     from .spec import TBPTT, Chunks, Spec, Window
     S = Spec
     return [
@@ -166,6 +166,15 @@ def check_specs():
         (S("tanh", True, "last", "half_squared", "mean", Chunks(2)), "moderate", False),
         (S("sigmoid", True, "all", "squared", "sum", Window(4)), "tutorial", False),
         (S("tanh", True, "all", "cross_entropy", "mean", TBPTT(1, 3)), "saturating", False),
+        (S("relu", True, "all", "half_squared", "batch_mean", Chunks(3)), "moderate", True),
+        (S("identity", False, "last", "squared", "sum", Window(2)), "small", True),
+        (S("tanh", True, "all", "linear", "sum", None, head=False), "moderate", True),
+        (S("relu", False, "all", "linear", "batch_mean", Window(1), head=False), "moderate", False),
+        (S(cell="gru", truncation=Chunks(3)), "moderate", True),
+        (S(cell="gru", gru_reset="before", output="last", reduction="mean"), "saturating", True),
+        (S(cell="lstm", loss="cross_entropy", truncation=TBPTT(2, 4)), "moderate", True),
+        (S(cell="lstm", head=False, loss="linear", bias=False, truncation=Window(3)), "small",
+         False),
     ]
 
 

@@ -181,7 +181,7 @@ def bad_csvs(tmp_path_factory):
     (["--truncation", "window:-1"], "truncation"),
     (["--clip", "value:0"], "clip"),
     (["--no-such-option"], "unrecognized"),
-    (["--activation", "relu"], "activation"),
+    (["--activation", "softplus"], "activation"),
     (["--csv", "/no/such/file.csv"], "no/such/file.csv"),
     (["--columns", "a"], "--csv"),
     (["--csv", "{d}/text.csv", "--columns", "a"], "numeric"),
@@ -208,3 +208,28 @@ def test_bad_input_through_a_real_process(bad_csvs, tmp_path):
                          (["--csv", bad_csvs / "nan.csv"], "finite"),
                          (["--bogus"], "unrecognized")):
         assert needle in one_line_error(handgrad("train", "--quiet", "--out", tmp_path, *args))
+
+
+@pytest.mark.parametrize("options, unit", [(["--activation", "relu"], "relu"),
+                                           (["--cell", "gru"], "gru"),
+                                           (["--cell", "lstm", "--bias"], "lstm")])
+def test_other_cells_train_forecast_and_reload(tmp_path, capsys, options, unit):
+    """Issues 10 and 11: relu and the gated cells train on the sine task (nothing else in
+    training changes), and their model files reload and forecast."""
+    r = handgrad_in_process(capsys, "train", *options, "--hidden", "16", "--epochs", "8",
+                            "--out", tmp_path / "run")
+    assert r.returncode == 0, r.stderr
+    m = metrics(tmp_path / "run")
+    first, last = m["history"][0]["val_loss"], m["history"][-1]["val_loss"]
+    assert last < first / 10, (first, last)                # it learns
+    model = load_model(tmp_path / "run" / "model.npz")
+    assert model.spec.cell == (unit if unit != "relu" else "elman")
+    assert model.spec.activation == ("relu" if unit == "relu" else "tanh")
+    r = handgrad_in_process(capsys, "forecast", tmp_path / "run" / "model.npz", "--steps", "3")
+    assert r.returncode == 0 and "RMSE" in r.stdout, r.stderr
+
+
+def test_activation_with_a_gated_cell_is_a_usage_error(capsys):
+    line = one_line_error(handgrad_in_process(capsys, "train", "--cell", "gru", "--activation",
+                                              "relu"))
+    assert "activation" in line and "gru" in line

@@ -134,8 +134,12 @@ def test_candidate_failures_are_reports(candidate, kind, words):
 def test_float32_is_judged_as_float32():
     report = check(column_rnn(SPEC, np.float32), SPEC, max_examples=30, save_dir=None)
     assert report.dtypes == ("float32",)
+
+    def as_float64(params, xs, ys, h0):       # the same answers returned as float64 are judged
+        loss, grads = column_rnn(SPEC, np.float32)(params, xs, ys, h0)     # as float64
+        return np.float64(loss), {k: v.astype(np.float64) for k, v in grads.items()}
     with pytest.raises(GradientMismatch) as info:
-        check(column_rnn(SPEC, np.float32), SPEC, max_examples=30, rtol=1e-9, save_dir=None)
+        check(as_float64, SPEC, max_examples=30, rtol=1e-9, save_dir=None)
     assert info.value.rtol == 1e-9
 
 

@@ -128,8 +128,8 @@ def test_saturation_is_detected_at_the_tutorials_initialisation_only():
     spec = hg.Spec.tutorial()
     tut = hg.init_params(spec, 50, 100, 1, seed=0, init="tutorial")
     normal = hg.init_params(spec, 50, 100, 1, seed=0)
-    s_tut = saturation(tut, data.train.xs, "sigmoid")
-    s_norm = saturation(normal, data.train.xs, "sigmoid")
+    s_tut = saturation(tut, data.train.xs, hg.Spec.tutorial())
+    s_norm = saturation(normal, data.train.xs, hg.Spec.tutorial())
     assert s_tut.saturated and s_tut.fraction_last == 1.0
     assert not s_norm.saturated and s_norm.fraction == 0.0
     assert "saturated" in s_tut.describe() and "constant" in s_tut.describe()

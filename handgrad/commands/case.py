@@ -15,15 +15,7 @@ def add_arguments(parser):
     parser.add_argument("--out", required=True, metavar="FILE",
                         help="where to write the case (.npz or .json)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
-    g = parser.add_argument_group("spec (default: the tutorial's)")
-    g.add_argument("--activation", choices=("sigmoid", "tanh"))
-    g.add_argument("--bias", action=_BoolAction, nargs=0, help="with biases b, c (--no-bias: without)")
-    g.add_argument("--no-bias", dest="bias", action=_BoolAction, nargs=0, help=_suppress())
-    g.add_argument("--output", choices=("last", "all"))
-    g.add_argument("--loss", choices=("half_squared", "squared", "cross_entropy"))
-    g.add_argument("--reduction", choices=("sum", "mean"))
-    g.add_argument("--truncation", metavar="T",
-                   help="full | window:K | chunks:K | tbptt:K1,K2")
+    add_spec_arguments(parser)
     s = parser.add_argument_group("shapes and values")
     for letter, default, what in (("B", 2, "batch"), ("T", 8, "time steps"), ("D", 3, "inputs"),
                                   ("H", 4, "hidden units"), ("O", 1, "outputs")):
@@ -33,6 +25,42 @@ def add_arguments(parser):
                    help="weight scale (default moderate)")
     s.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     s.add_argument("--no-h0", action="store_true", help="start from h0 = 0 (no h0 in the file)")
+
+
+def add_spec_arguments(parser) -> None:
+    """The spec options (shared with `handgrad check --exec`); default: the tutorial's spec."""
+    from ..spec import ACTIVATIONS, CELLS, GRU_RESETS, LOSSES, OUTPUTS, REDUCTIONS
+    g = parser.add_argument_group("spec (default: the tutorial's)")
+    g.add_argument("--cell", choices=CELLS,
+                   help="the recurrent cell (default elman); gru and lstm in PyTorch's layout")
+    g.add_argument("--gru-reset", choices=GRU_RESETS, dest="gru_reset",
+                   help="GRU only: the reset gate after (PyTorch) or before the product")
+    g.add_argument("--activation", choices=ACTIVATIONS)
+    g.add_argument("--bias", action=_BoolAction, nargs=0, help="with biases (--no-bias: without)")
+    g.add_argument("--no-bias", dest="bias", action=_BoolAction, nargs=0, help=_suppress())
+    g.add_argument("--head", action=_BoolAction, nargs=0,
+                   help="with the output layer V, c (default); --no-head: a layer, o_t = h_t")
+    g.add_argument("--no-head", dest="head", action=_BoolAction, nargs=0, help=_suppress())
+    g.add_argument("--output", choices=OUTPUTS)
+    g.add_argument("--loss", choices=LOSSES,
+                   help="linear: ys are upstream gradients dL/do_t (a layer's backward)")
+    g.add_argument("--reduction", choices=REDUCTIONS)
+    g.add_argument("--truncation", metavar="T",
+                   help="full | window:K | chunks:K | tbptt:K1,K2")
+
+
+def spec_from_args(args):
+    """The tutorial's spec with the options given changed."""
+    from ..spec import Spec, parse_truncation
+
+    changes = {k: getattr(args, k) for k in ("activation", "bias", "output", "loss", "reduction",
+                                             "head", "cell", "gru_reset")
+               if getattr(args, k) is not None}
+    if changes.get("cell", "elman") != "elman" and "activation" not in changes:
+        changes["activation"] = "tanh"          # gated cells: fixed gates (the tutorial's is sigmoid)
+    if args.truncation is not None:
+        changes["truncation"] = parse_truncation(args.truncation)
+    return dataclasses.replace(Spec.tutorial(), **changes)
 
 
 class _BoolAction:
@@ -83,16 +111,10 @@ def _check_readable(args, spec, sizes) -> None:
 def run(args) -> int:
     from .._files import refuse_existing
     from ..casefile import case_from_arrays, write_case
-    from ..spec import Spec, parse_truncation
     from ..strategies import make_case
 
     refuse_existing([args.out], args.force)
-    spec = Spec.tutorial()
-    changes = {k: getattr(args, k) for k in ("activation", "bias", "output", "loss", "reduction")
-               if getattr(args, k) is not None}
-    if args.truncation is not None:
-        changes["truncation"] = parse_truncation(args.truncation)
-    spec = dataclasses.replace(spec, **changes)
+    spec = spec_from_args(args)
     for letter in "BTDHO":
         value = getattr(args, letter)
         if value < 1:

@@ -6,20 +6,28 @@ weight scale), compares the hand BPTT's loss, gradients and dh0 with JAX autodif
 installed), the complex step and central differences, and prints one row per spec: the worst
 normwise relative error per method, the tolerance, PASS or FAIL. Exit 0 when everything agrees,
 1 on any disagreement.
+
+`handgrad check --exec 'CMD'` instead checks your own program, in any language, as `hg.check`
+does a Python function: Hypothesis draws cases, CMD reads each one from the case file `{case}`
+and writes its gradients to `{out}`, and a failure is shrunk and reported (`oracle.exec`).
 """
 from __future__ import annotations
 
-HELP = "prove this installation: hand gradients vs JAX, complex step and central differences"
+HELP = ("prove this installation: hand gradients vs JAX, complex step and central differences; "
+        "with --exec CMD, check your own program")
 
 
 def add_arguments(parser):
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seed of the weights and data of every case (default 0)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the weights and data of every case (default 0); with "
+                             "--exec: another search than the default one")
     parser.add_argument("--quick", action="store_true",
                         help="the complex step only (no JAX, no central differences)")
     parser.add_argument("--no-jax", action="store_true", help="skip the JAX column")
     parser.add_argument("--json", action="store_true",
                         help="print the results as JSON instead of a table")
+    from ..oracle.exec import add_exec_arguments
+    add_exec_arguments(parser)
 
 
 def _spec_label(spec) -> str:
@@ -61,6 +69,10 @@ def run(args) -> int:
 
     from .. import checks
 
+    if args.exec_command is not None:
+        from ..oracle.exec import run_exec_check
+        return run_exec_check(args)
+    args.seed = 0 if args.seed is None else args.seed
     if args.seed < 0:
         raise ValueError(f"--seed must be a non-negative integer, got {args.seed}")
     start = time.perf_counter()

@@ -77,7 +77,11 @@ def add_arguments(p):
                             "25 epochs (explicit options still override); shows why it cannot learn")
     model.add_argument("--hidden", type=int_at_least(1), default=100, metavar="H",
                        help="hidden units (default 100)")
-    model.add_argument("--activation", choices=("sigmoid", "tanh"), default="sigmoid")
+    model.add_argument("--cell", choices=("elman", "gru", "lstm"), default="elman",
+                       help="the recurrent cell (default elman, the tutorial's; gru and lstm in "
+                            "PyTorch's equations)")
+    model.add_argument("--activation", choices=("sigmoid", "tanh", "relu", "identity"),
+                       help="the Elman cell's nonlinearity (default sigmoid, the tutorial's)")
     model.add_argument("--bias", action="store_true", help="add the biases b and c (the tutorial "
                        "has none)")
     model.add_argument("--init", choices=("normal", "orthogonal", "tutorial"),
@@ -170,7 +174,8 @@ def build_config(args):
     from ..train.loop import TrainConfig
     base = FAITHFUL if args.faithful else DEFAULTS
     pick = {k: getattr(args, k) if getattr(args, k) is not None else v for k, v in base.items()}
-    return TrainConfig(hidden=args.hidden, activation=args.activation, bias=args.bias,
+    return TrainConfig(hidden=args.hidden, activation=args.activation, cell=args.cell,
+                       bias=args.bias,
                        truncation=args.truncation, init=pick["init"], init_scale=args.init_scale,
                        lr=pick["lr"], epochs=pick["epochs"], batch_size=args.batch_size,
                        optimizer=args.optimizer, clip=args.clip, seed=args.seed,
@@ -195,7 +200,8 @@ def describe_task(data) -> str:
 def describe_model(config, data) -> str:
     clip = "none" if config.clip.kind == "none" else f"{config.clip.kind}:{config.clip.limit:g}"
     trunc = "full BPTT" if config.truncation is None else repr(config.truncation)
-    return (f"model: H={config.hidden} {config.activation}, {'biases' if config.bias else 'no biases'}"
+    unit = config.activation if config.cell == "elman" else config.cell.upper()
+    return (f"model: H={config.hidden} {unit}, {'biases' if config.bias else 'no biases'}"
             f", 1/2 squared error, {trunc}; {config.optimizer} lr {config.lr:g}, batch "
             f"{config.batch_size}, clip {clip}, init {config.init}"
             f"{'' if config.init_scale == 1 else f' x{config.init_scale:g}'}, "

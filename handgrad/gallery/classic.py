@@ -25,7 +25,18 @@ MISTAKES = {
     "mean_vs_sum": "the loss is averaged (reduction='mean') but the gradient is not divided by "
                    "the count",
     "dh0_not_carried": "the returned dh0 is dL/dh_1, not carried through step 1 (W^T dL/da_1)",
+    "biases_summed": "PyTorch style, two hidden biases b_ih + b_hh = b, and the returned db is "
+                     "the sum of their gradients (each alone is db)",
+    "mean_over_batch_only": "the loss and gradient are divided by the batch size B alone "
+                            "(loss.sum() / B), not by the spec's count",
+    "clipped_gradient": "the weight gradients are clipped to a global norm of 1e-3, as a "
+                        "training loop does before its update",
+    "ignores_h0": "the forward pass starts from zeros whatever h0 is given",
+    "other_activation": "the activation and its derivative are the other one (sigmoid for tanh, "
+                        "tanh for sigmoid): code copied from a tutorial with the other choice",
+    "missing_half": "the loss is 1/2 ||o - y||^2 but its derivative is taken as 2 (o - y)",
 }
+CLIP_NORM = 1e-3          # "clipped_gradient": max global norm of the weight gradients
 
 
 def rnn(spec, mistake=None):
@@ -34,23 +45,31 @@ def rnn(spec, mistake=None):
     if mistake is not None and mistake not in MISTAKES:
         raise ValueError(f"mistake must be None or one of {sorted(MISTAKES)}, got {mistake!r}")
     on = mistake.__eq__ if mistake else (lambda name: False)
+    activation = spec.activation
+    if on("other_activation"):                                  # MISTAKE: the other one
+        activation = {"tanh": "sigmoid", "sigmoid": "tanh"}[spec.activation]
 
     def candidate(params, xs, ys, h0):
         U, W, V, b, c = params
         B, T, _ = xs.shape
         H = W.shape[0]
         # forward: hs[t] = h_t for t = 0..T, time-major
-        hs, pre = [np.zeros((B, H)) if h0 is None else h0], []
+        hs, pre = [np.zeros((B, H)) if h0 is None or on("ignores_h0") else h0], []   # MISTAKE if on
         for t in range(T):
             a = xs[:, t] @ U.T + hs[-1] @ W.T + (0 if b is None else b)
             pre.append(a)
-            hs.append(act(spec.activation, a))
+            hs.append(act(activation, a))
         H_all = np.stack(hs[1:], axis=1)                       # (B, T, H) h_1..h_T
         used = H_all if spec.output == "all" else H_all[:, -1:]
         os = used @ V.T + (0 if c is None else c)              # (B, S, O)
         loss, dos = squared_loss(os, ys if spec.output == "all" else ys[:, None], spec)
         if on("mean_vs_sum"):
             dos = dos * (dos.size if spec.reduction == "mean" else 1)   # MISTAKE: not / count
+        if on("mean_over_batch_only"):                          # MISTAKE: / B, not / count
+            count = dos.size if spec.reduction == "mean" else 1
+            loss, dos = loss * count / B, dos * count / B
+        if on("missing_half") and spec.loss == "half_squared":
+            dos = 2 * dos                                       # MISTAKE: d/do of ||o - y||^2
         dV = np.einsum("bso,bsh->oh", dos, used)               # sum_t do_t h_t^T
         dc = dos.sum(axis=(0, 1)) if c is not None else None
         dh_out = np.zeros((B, T, H))                           # dL/dh_t through o_t
@@ -58,8 +77,8 @@ def rnn(spec, mistake=None):
 
         def dact(t):                                           # act'(a_t), t 1-based
             if on("act_of_preactivation"):
-                return act_grad_from_output(spec.activation, pre[t - 1])   # MISTAKE: of a_t
-            return act_grad_from_output(spec.activation, hs[t])
+                return act_grad_from_output(activation, pre[t - 1])   # MISTAKE: of a_t
+            return act_grad_from_output(activation, hs[t])
 
         dU, dW, db = np.zeros_like(U), np.zeros_like(W), np.zeros(H)
         dh0 = np.zeros((B, H))
@@ -90,7 +109,12 @@ def rnn(spec, mistake=None):
                     dh = 0 * carry if on("dropped_carry") else carry
         grads = {"U": dU, "W": dW, "V": dV, "h0": dh0}
         if b is not None:
-            grads.update(b=db, c=dc)
+            db_ih, db_hh = db, db                              # b = b_ih + b_hh: each gets db
+            grads.update(b=db_ih + db_hh if on("biases_summed") else db_ih, c=dc)   # MISTAKE if on
+        if on("clipped_gradient"):                             # MISTAKE: clip_grad_norm_
+            norm = np.sqrt(sum(np.sum(g * g) for n, g in grads.items() if n != "h0"))
+            scale = min(1.0, CLIP_NORM / norm) if norm > 0 else 1.0
+            grads = {n: g if n == "h0" else scale * g for n, g in grads.items()}
         return loss, grads
 
     candidate.__name__ = f"classic_rnn_{mistake or 'correct'}"

@@ -26,16 +26,18 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .._validate import check_spec
-from ..bptt import loss_and_grads
 from ..spec import TBPTT, Chunks, Window, segments
 from ..tolerances import rel_error, tolerance_for
+from .arguments import check_candidate, check_rtol, check_save_dir, check_timeout
 from .check import DEFAULT_SAVE_DIR, mismatch, save_replay
-from .evaluate import Answer, Expected, call_candidate, compare
+from .evaluate import Answer, Expected, compare, expected_answer
 from .report import CandidateError, candidate_message, describe_spec
+from .run import DEFAULT_TIMEOUT, limited, run
 
 SCHEDULE = (10, 20)       # sequence lengths: the second only when the first says "full"
 N_CASES = 2
-TRUNCATION_DEPENDENT = ("U", "W", "b", "h0")
+# every answer a truncation changes: all but the loss and the output layer V, c
+TRUNCATION_DEPENDENT = ("U", "W", "b", "W_ih", "W_hh", "b_ih", "b_hh", "h0", "c0", "xs")
 GAIN = 1.5                # recurrent gain of the identify cases (see recurrent_weights)
 INPUT_SCALE = 0.5
 
@@ -81,7 +83,7 @@ def recurrent_weights(activation: str, H: int, seed: int, gain: float = GAIN) ->
     rng = np.random.default_rng(seed)
     q, r = np.linalg.qr(rng.normal(size=(H, H)))
     q = q * np.sign(np.diag(r))
-    if activation == "tanh" or H == 1:
+    if activation != "sigmoid" or H == 1:            # tanh, relu, identity: act'(0) = 1
         return gain * q
     ones = np.ones((H, 1)) / np.sqrt(H)
     basis = np.linalg.qr(np.hstack([ones, rng.normal(size=(H, H - 1))]))[0][:, 1:]  # (H, H-1)
@@ -98,17 +100,16 @@ def identify_cases(spec, T: int, D: int = 2, H: int = 3, O: int = 2, B: int = 2,
     out = []
     for i in range(N_CASES):
         case = make_case(spec, B, T, D, H, O, scale="moderate", seed=1000 + i, with_h0=with_h0)
-        W = recurrent_weights(spec.activation, H, seed=2000 + i)
-        out.append(case._replace(params=case.params._replace(W=W), xs=INPUT_SCALE * case.xs))
+        if spec.cell == "elman":         # gated cells carry gradients through their gates
+            W = recurrent_weights(spec.activation, H, seed=2000 + i)
+            case = case._replace(params=case.params._replace(W=W))
+        out.append(case._replace(xs=INPUT_SCALE * case.xs))
     return out
 
 
 def _expected(case, truncation) -> Expected:
-    spec = dataclasses.replace(case.spec, truncation=truncation)
-    loss, grads, dh0 = loss_and_grads(case.params, case.xs, case.ys, spec, h0=case.h0, wrt_h0=True)
-    out = grads.arrays()
-    out["h0"] = dh0
-    return Expected(float(loss), out)
+    return expected_answer(case._replace(spec=dataclasses.replace(case.spec,
+                                                                  truncation=truncation)))
 
 
 def _truncation_error(answer: Answer, expected: Expected) -> float:
@@ -116,25 +117,49 @@ def _truncation_error(answer: Answer, expected: Expected) -> float:
                for n in TRUNCATION_DEPENDENT if n in answer.grads)
 
 
+def check_schedule(schedule) -> tuple:
+    """A non-empty increasing sequence of sequence lengths >= 2."""
+    try:
+        values = tuple(schedule)
+    except TypeError:
+        values = None
+    if (not values or any(isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 2
+                          for T in values)
+            or any(a >= b for a, b in zip(values, values[1:]))):
+        raise ValueError("schedule must be a non-empty increasing sequence of integers >= 2 "
+                         f"(sequence lengths), got {schedule!r}")
+    return tuple(int(T) for T in values)
+
+
 def identify(candidate, spec, rtol: Optional[float] = None, schedule=SCHEDULE,
-             save_dir=DEFAULT_SAVE_DIR, h0: bool = True) -> Identified:
-    """Name the truncation convention `candidate` implements (spec.truncation is ignored).
+             save_dir=DEFAULT_SAVE_DIR, h0: bool = True,
+             timeout: Optional[float] = DEFAULT_TIMEOUT) -> Identified:
+    """Name the truncation convention `candidate` implements (spec.truncation is ignored, but
+    the message says when the match differs from it).
 
     Runs N_CASES fixed cases at each length of `schedule` (the next one only when the previous
-    says "full BPTT"); `h0=False` passes h0=None (for implementations that start from zeros).
+    says "full BPTT"); `h0=False` passes h0=None (for implementations that start from zeros);
+    `timeout`: seconds per call (None: no limit).
 
     Raises GradientMismatch when the loss, V or c are wrong (they do not depend on truncation)
-    or when no convention matches (reporting the closest one), CandidateError when the candidate
-    raises or returns something unusable.
+    or when no convention matches (reporting the closest one, and the alternative spec the
+    answer matches when there is one), CandidateError when the candidate raises, returns
+    something unusable or times out.
     """
     spec = check_spec(spec)
-    if not callable(candidate):
-        raise ValueError(f"candidate must be callable, got {type(candidate).__name__}")
+    check_candidate(candidate)
+    rtol = check_rtol(rtol)
+    schedule = check_schedule(schedule)
+    save_dir = check_save_dir(save_dir)
+    timeout = check_timeout(timeout)
+    if h0 not in (True, False):
+        raise ValueError(f"h0 must be True or False, got {h0!r}")
+    timed = limited(candidate, timeout)
     start = time.perf_counter()
     full_spec = dataclasses.replace(spec, truncation=None)
     result = None
     for T in schedule:
-        result = _identify_at(candidate, full_spec, int(T), rtol, save_dir, h0)
+        result = _identify_at(timed, full_spec, T, rtol, save_dir, h0)
         if result[0] is not None:      # a truncation shorter than T: no need to look further
             break
     match, others, T, err, runner, tol = result
@@ -147,21 +172,23 @@ def _identify_at(candidate, spec, T: int, rtol, save_dir, h0=True):
     cases = identify_cases(spec, T, with_h0=h0)
     answers = []
     for case in cases:
-        got = call_candidate(candidate, case)
+        got = run(candidate, case)
         if not isinstance(got, Answer):
-            path = save_replay(case, save_dir, got.kind)
+            path, note = save_replay(case, save_dir, got.kind)
             raise CandidateError(candidate_message(spec=spec, case=case, detail=got.detail,
-                                                   path=path, kind=got.kind),
+                                                   path=path, kind=got.kind, note=note),
                                  kind=got.kind, case=case, path=path)
         answers.append(got)
     tol = min(tolerance_for(a.dtype) for a in answers) if rtol is None else float(rtol)
+    every = [name for name, _ in conventions(T, spec.output)]
     # the loss, V and c do not depend on truncation: check them first
     for case, got in zip(cases, answers):
         exp = _expected(case, None)
         cmp = compare(Answer(got.loss, {n: g for n, g in got.grads.items() if n in ("V", "c")},
                              got.dtype), exp, tol, case)
         if cmp.failing:
-            raise mismatch(case, got, exp, cmp, save_dir=save_dir,
+            raise mismatch(case, got, exp, cmp, save_dir=save_dir, truncations=every,
+                           combine=True,
                            header="identify: the loss, V or c is wrong (truncation cannot "
                                   "change them), so no convention matches; mismatch")
     scored = []       # (error, name, others); the second case only for near matches
@@ -174,20 +201,37 @@ def _identify_at(candidate, spec, T: int, rtol, save_dir, h0=True):
     scored.sort(key=lambda s: s[0])
     best_err, best, others = scored[0]
     runner = (scored[1][1], scored[1][0]) if len(scored) > 1 else None
-    if not best_err <= tol:
-        best = scored[0][1]
-        case = cases[0]
-        exp = _expected(case, best)
+    if not best_err <= tol:        # beyond rtol: the round-off floor of each case decides
         truncated = dataclasses.replace(spec, truncation=best)
-        cmp = compare(answers[0], exp, tol, case._replace(spec=truncated))
-        raise mismatch(case._replace(spec=truncated), answers[0], exp, cmp, save_dir=save_dir,
-                       header=f"identify: matches no truncation convention up to T={T}; the "
-                              f"closest is {_name(best)}, mismatch")
+        for case, got in zip(cases, answers):
+            exp = _expected(case, best)
+            cmp = compare(got, exp, tol, case._replace(spec=truncated))
+            if cmp.failing:
+                raise mismatch(case._replace(spec=truncated), got, exp, cmp, save_dir=save_dir,
+                               truncations=every, combine=True,
+                               header=f"identify: matches no truncation convention up to T={T}; "
+                                      f"the closest is {_name(best)}, mismatch")
     return best, others, T, best_err, runner, tol
 
 
 def _name(tr) -> str:
     return "full BPTT" if tr is None else repr(tr)
+
+
+def _versus_asked(match, asked, T: int, output: str) -> str:
+    """How the identified convention relates to the spec's truncation (the one asked for)."""
+    if match == asked:
+        return "; that is the spec's truncation" if asked is not None else ""
+    if cuts(segments(match, T, output)) == cuts(segments(asked, T, output)):
+        return (f"; the spec's {_name(asked)} gives the same gradient at T={T} (longer "
+                "sequences may tell them apart: schedule=)")
+    text = f"; DIFFERS from the spec, which asks for {_name(asked)}"
+    if isinstance(match, Window) and isinstance(asked, Window):
+        text += (f": you may have meant bptt_truncate={asked.k} (off by "
+                 f"{match.k - asked.k:+d} in the truncation loop?)")
+    elif isinstance(match, Window) and match.k == 0:
+        text += ": the carry from step t+1 is dropped (each step sees only its own loss term)"
+    return text
 
 
 def _message(match, others, T, err, runner, tol, spec, seconds) -> str:
@@ -197,19 +241,13 @@ def _message(match, others, T, err, runner, tol, spec, seconds) -> str:
     elif isinstance(match, Window):
         head = (f"matches Window({match.k}): each loss reaches back {match.k} transitions, "
                 f"bptt_truncate={match.k} in the tutorial's terms")
-        wanted = spec.truncation
-        if isinstance(wanted, Window) and wanted.k != match.k:
-            head += (f"; the spec asks for Window({wanted.k}): you may have meant "
-                     f"bptt_truncate={wanted.k} (off by {match.k - wanted.k:+d} in the "
-                     "truncation loop?)")
     elif isinstance(match, Chunks):
         head = (f"matches Chunks({match.k}): the hidden state is detached every {match.k} "
                 f"steps, as h.detach() in PyTorch (TBPTT({match.k}, {match.k}))")
     else:
         head = (f"matches TBPTT({match.k1}, {match.k2}): every {match.k1} steps, backpropagate "
                 f"{match.k2} steps")
-    if match is not None and spec.truncation is not None and match == spec.truncation:
-        head += "; that is the spec's truncation"
+    head += _versus_asked(match, spec.truncation, T, spec.output)
     lines = [head]
     if others and match is not None:      # full BPTT's equivalents (k >= T) say nothing
         names = [_name(o) for o in others]

@@ -17,21 +17,26 @@ class GradientMismatch(AssertionError):
     Attributes: param ("loss", "U", "W", "V", "b", "c" or "h0"), index (tuple into that array),
     expected, actual (the two values at index), rel_error (normwise, of the whole parameter),
     case (the minimal case: spec, params, xs, ys, h0, ...), path (the replay file or None),
-    errors (every compared quantity's relative error), rtol, step (a StepReport or None).
+    errors (every compared quantity's relative error), rtol, step (a StepReport or None),
+    diagnosis (a `diagnose.Diagnosis`: the alternative conventions and constant factors the
+    answer matches, or None).
     """
 
     def __init__(self, message: str, *, param=None, index=None, expected=None, actual=None,
-                 rel_error=None, case=None, path=None, errors=None, rtol=None, step=None):
+                 rel_error=None, case=None, path=None, errors=None, rtol=None, step=None,
+                 diagnosis=None):
         super().__init__(message)
         self.param, self.index = param, index
         self.expected, self.actual, self.rel_error = expected, actual, rel_error
         self.case, self.path, self.errors, self.rtol, self.step = case, path, errors, rtol, step
+        self.diagnosis = diagnosis
 
 
 class CandidateError(GradientMismatch):
-    """The candidate raised, returned the wrong keys or shapes, or returned NaN/inf.
+    """The candidate raised, returned the wrong keys or shapes, returned NaN/inf, did not return
+    within the time limit, or answered the same case differently twice.
 
-    `kind` is "raised", "bad_output", "non_finite" or "flaky"."""
+    `kind` is "raised", "bad_output", "non_finite", "timeout" or "nondeterministic"."""
 
     def __init__(self, message: str, *, kind: str, **kwargs):
         super().__init__(message, **kwargs)
@@ -62,13 +67,16 @@ class CheckReport:
 
 def describe_spec(spec) -> str:
     trunc = "full BPTT" if spec.truncation is None else repr(spec.truncation)
-    return (f"{spec.activation}, {'bias' if spec.bias else 'no bias'}, output={spec.output}, "
+    unit = {"elman": spec.activation, "gru": f"GRU (reset {spec.gru_reset})",
+            "lstm": "LSTM"}[spec.cell]
+    return (f"{unit}, {'bias' if spec.bias else 'no bias'}"
+            f"{'' if spec.head else ', no head'}, output={spec.output}, "
             f"{spec.loss}, {spec.reduction}, {trunc}")
 
 
 def describe_case(case) -> str:
     B, T, D = case.xs.shape
-    H, O = case.params.W.shape[0], case.params.V.shape[0]
+    _, H, O = case.params.sizes
     h0 = "h0 given" if case.h0 is not None else "h0 = 0"
     extra = ""
     if getattr(case, "scale", None) is not None:
@@ -90,37 +98,43 @@ def _errors_line(errors: dict, failing) -> str:
 
 def mismatch_message(*, spec, case, param, index, expected, actual, rel, errors, rtol,
                      step_text, confirmed, path, header="gradient mismatch", floor=None,
-                     failing=(), case_word="minimal case") -> str:
+                     failing=(), case_word="minimal case", diagnosis=(), note=None,
+                     precision=None) -> str:
     what = "loss" if param == "loss" else f"d loss/d {param}"
     where = "" if param == "loss" else f"[{', '.join(map(str, index))}]"
     lines = [
         f"{header} in {what} ({describe_spec(spec)})",
         f"  worst element {param}{where}: expected {_fmt(expected)}, got {_fmt(actual)}; "
-        f"normwise relative error {rel:.2e} > rtol {rtol:.0e}",
+        f"normwise relative error {rel:.2e} > rtol {rtol:.2g}",
     ]
     if floor:
         lines[-1] += f" (and beyond the round-off floor {floor:.1e} of this case)"
     if step_text:
         lines.append(f"  {step_text}")
+    lines.extend(f"  {line}" for line in diagnosis)
     lines.append(f"  {_errors_line(errors, failing)}")
+    if precision:                         # evaluate.precision_note: float32 round-off
+        lines.append(f"  {precision}")
     lines.append(f"  {case_word}: {describe_case(case)}")
     if confirmed:
         lines.append(f"  expected value confirmed by {' and '.join(confirmed)}")
-    lines.append(f"  {replay_line(path)}")
+    lines.append(f"  {replay_line(path, note)}")
     return "\n".join(lines)
 
 
-def candidate_message(*, spec, case, detail, path, kind) -> str:
+def candidate_message(*, spec, case, detail, path, kind, note=None) -> str:
     head = {"raised": "candidate raised", "bad_output": "candidate returned an unusable answer",
             "non_finite": "candidate returned a non-finite value",
-            "flaky": "candidate is not deterministic"}[kind]
+            "timeout": "candidate timed out",
+            "nondeterministic": "candidate is not deterministic"}[kind]
+    word = "case" if kind in ("timeout", "nondeterministic") else "minimal case"
     return "\n".join([f"{head} ({describe_spec(spec)})", f"  {detail}",
-                      f"  minimal case: {describe_case(case)}", f"  {replay_line(path)}"])
+                      f"  {word}: {describe_case(case)}", f"  {replay_line(path, note)}"])
 
 
-def replay_line(path) -> str:
+def replay_line(path, note=None) -> str:
     if path is None:
-        return "replay: not saved"
+        return f"replay: {note}" if note else "replay: not saved"
     return f"replay: hg.replay({str(path)!r}, candidate)"
 
 

@@ -3,9 +3,10 @@
 Size letters: B windows, T steps, D input features, H hidden units.
 
 A unit is saturated at a step when act'(a_t) is below SATURATED times its largest possible value
-(1/4 for sigmoid, 1 for tanh): less than a millionth of a gradient goes through it, and after the
-few factors of a BPTT chain nothing measurable is left. This is a diagnosis threshold, not a
-comparison tolerance.
+(1/4 for sigmoid, 1 for tanh, relu and identity): less than a millionth of a gradient goes through
+it, and after the few factors of a BPTT chain nothing measurable is left (a relu unit at a <= 0
+passes exactly none). For the GRU and the LSTM every gate of every unit counts, with the
+derivative of its own nonlinearity. This is a diagnosis threshold, not a comparison tolerance.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..bptt import forward_states
+from ..bptt import forward_states, initial_state
 from ..spec import Spec
 
 SATURATED = 1e-6                      # act'(a) / max act' below this: the unit is saturated
@@ -49,12 +50,22 @@ class Saturation(NamedTuple):
                 "max_relative_derivative": self.max_derivative}
 
 
-def saturation(params, xs, activation: str) -> Saturation:
+# the nonlinearity of each gate block of the gated cells (handgrad.cells)
+GATE_ACTIVATIONS = {"gru": ("sigmoid", "sigmoid", "tanh"),
+                    "lstm": ("sigmoid", "sigmoid", "tanh", "sigmoid")}
+
+
+def saturation(params, xs, spec: Spec) -> Saturation:
     """Saturation of the hidden units of `params` over the windows `xs` (B, T, D), h_0 = 0."""
     xs_tm = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
-    B, H = xs.shape[0], params.W.shape[0]
-    dact = forward_states(params, xs_tm, np.zeros((B, H)), Spec(activation=activation)).cache
-    rel = dact / MAX_DERIVATIVE[activation]
-    sat = rel < SATURATED                                       # (T, B, H)
-    return Saturation(float(sat.mean()), float(sat[-1].mean()), int(sat.all(axis=(0, 1)).sum()),
-                      H, float(rel.max()))
+    B, H = xs.shape[0], params.sizes[1]
+    cache = forward_states(params, xs_tm, initial_state(None, B, H, spec), spec).cache
+    if spec.cell == "elman":
+        rel = (cache / MAX_DERIVATIVE[spec.activation])[:, :, None]      # (T, B, 1, H)
+    else:
+        gates = GATE_ACTIVATIONS[spec.cell]
+        rel = cache.deriv.reshape(cache.deriv.shape[:2] + (len(gates), H)) / np.array(
+            [MAX_DERIVATIVE[g] for g in gates])[:, None]                 # (T, B, G, H)
+    sat = rel < SATURATED
+    return Saturation(float(sat.mean()), float(sat[-1].mean()),
+                      int(sat.all(axis=(0, 1, 2)).sum()), H, float(rel.max()))

@@ -18,8 +18,8 @@ import numpy as np
 
 from .._threads import blas_threads
 from ..bptt import loss_and_grads_trusted, predict
-from ..params import INITS, Params, init_params
-from ..spec import ACTIVATIONS, Spec, Truncation, Window, truncation_to_dict
+from ..params import INITS, Params, init_params, tree_map
+from ..spec import ACTIVATIONS, CELLS, Spec, Truncation, Window, truncation_to_dict
 from .data import Dataset, Windows
 from .diagnose import Saturation, saturation
 from .optim import Clip, clip, make_optimizer
@@ -30,7 +30,9 @@ class TrainConfig:
     """What `handgrad train` varies; the defaults are the tutorial's task, corrected."""
 
     hidden: int = 100                      # H: the tutorial's 100 hidden units
-    activation: str = "sigmoid"            # the tutorial's nonlinearity
+    activation: Optional[str] = None       # None: the cell's own (sigmoid, the tutorial's, for
+                                           # the Elman cell; gated cells have fixed gates)
+    cell: str = "elman"                    # "elman" | "gru" | "lstm"
     bias: bool = False                     # the tutorial's model has no biases
     truncation: Truncation = Window(5)     # the tutorial's bptt_truncate = 5
     init: str = "normal"                   # LeCun normal; the tutorial's uniform(0, 1) saturates
@@ -48,8 +50,16 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
                 raise ValueError(f"{name} must be an integer >= {lowest}, got {value!r}")
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        own = "sigmoid" if self.cell == "elman" else "tanh"
+        if self.activation is None:
+            object.__setattr__(self, "activation", own)
         if self.activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+        if self.cell != "elman" and self.activation != own:
+            raise ValueError(f"activation applies to the Elman cell only; cell={self.cell!r} "
+                             f"has fixed gates, got activation {self.activation!r}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if not (self.init_scale > 0 and math.isfinite(self.init_scale)):
@@ -58,7 +68,8 @@ class TrainConfig:
 
     def spec(self) -> Spec:
         return Spec(activation=self.activation, bias=self.bias, output="last",
-                    loss="half_squared", reduction="sum", truncation=self.truncation)
+                    loss="half_squared", reduction="sum", truncation=self.truncation,
+                    cell=self.cell)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -135,7 +146,7 @@ def _train(data: Dataset, config: TrainConfig, progress: bool) -> TrainResult:
     opt = make_optimizer(config.optimizer, config.lr)
     state = opt.init(params)
     rng = np.random.default_rng(config.seed)
-    sat_init = saturation(params, xs, spec.activation)
+    sat_init = saturation(params, xs, spec)
     history = [EpochStats(0, evaluate(params, spec, data.train, data).loss,
                           evaluate(params, spec, data.val, data).loss)]
     first_grad_max, diverged, updates, epochs_done = {}, None, 0, 0
@@ -153,7 +164,7 @@ def _train(data: Dataset, config: TrainConfig, progress: bool) -> TrainResult:
                 diverged = Divergence(epoch, step, f"the loss became {loss}")
                 break
             if len(idx) > 1:                                  # mean over the batch's windows
-                grads = Params(*(None if g is None else g / len(idx) for g in grads))
+                grads = tree_map(lambda g: g / len(idx), grads)
             new, new_state = opt.update(params, clip(grads, config.clip), state)
             if not _finite(new):
                 diverged = Divergence(epoch, step, "the parameters became infinite or NaN")
@@ -179,7 +190,7 @@ def _train(data: Dataset, config: TrainConfig, progress: bool) -> TrainResult:
     val_eval = evaluate(params, spec, data.val, data)
     return TrainResult(params, spec, history, train_eval, val_eval, time.perf_counter() - start,
                        updates, epochs_done, diverged, sat_init,
-                       saturation(params, xs, spec.activation), first_grad_max)
+                       saturation(params, xs, spec), first_grad_max)
 
 
 def _progress(epochs: int, enabled: bool):

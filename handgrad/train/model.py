@@ -18,13 +18,14 @@ import numpy as np
 
 from .._files import read_npz, write_atomic
 from .._validate import as_float_array, check_params
-from ..params import Params
+from ..params import GatedParams, Params, param_names, params_type
 from ..spec import Spec
 from .data import INPUTS, MAX_ABS_VALUE, Scaler, Series
 
 FORMAT = "handgrad-model"
 VERSION = 1
-MODEL_NAMES = frozenset({"U", "W", "V", "b", "c", "series", "center", "scale", "meta", "time"})
+MODEL_NAMES = frozenset({*Params._fields, *GatedParams._fields, "series", "center", "scale",
+                         "meta", "time"})           # any cell's; checked before decompressing
 
 
 class Model(NamedTuple):
@@ -64,17 +65,20 @@ def load_model(path: str) -> Model:
     except ValueError as exc:
         why = str(exc).removeprefix(f"{path}: ")
         raise ValueError(f"{path}: not a handgrad model (.npz): {why}") from None
-    base = {"U", "W", "V", "series", "center", "scale", "meta"}
-    names = set(arrays)
-    if not base <= names or names - base - {"b", "c", "time"}:
-        raise ValueError(f"{path}: expected arrays {sorted(base)} (and b, c with biases, "
-                         "time optionally), "
-                         f"got {sorted(names)}")
+    if "meta" not in arrays:
+        raise ValueError(f"{path}: not a handgrad model: no meta")
     meta = _meta(path, arrays["meta"])
     try:
         spec = Spec.from_dict(meta["spec"])
-        params = check_params(Params(arrays["U"], arrays["W"], arrays["V"], arrays.get("b"),
-                                     arrays.get("c")), spec)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    base = {*param_names(spec), "series", "center", "scale", "meta"}
+    if set(arrays) - {"time"} != base:
+        raise ValueError(f"{path}: expected arrays {sorted(base)} (and time, optionally) for a "
+                         f"{spec.cell} model (bias={spec.bias}), got {sorted(arrays)}")
+    try:
+        params = check_params(params_type(spec)(**{n: arrays[n] for n in param_names(spec)}),
+                              spec)
         series = as_float_array("series", arrays["series"], 2)
         center = as_float_array("center", arrays["center"], 1)
         scale = as_float_array("scale", arrays["scale"], 1)
@@ -108,7 +112,7 @@ def load_model(path: str) -> Model:
             raise ValueError(f"{path}: {message}")
     want_D = window if inputs == "position" else C
     if D != want_D:
-        raise ValueError(f"{path}: U has {D} input columns, but inputs={inputs!r} with window "
+        raise ValueError(f"{path}: the model has {D} input columns, but inputs={inputs!r} with window "
                          f"{window} and {C} column(s) needs {want_D}")
     time_name = meta.get("time_name", "") if time is not None else ""
     return Model(params, spec, Series(series, tuple(columns), str(meta.get("source", "")), time,

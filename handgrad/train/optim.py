@@ -1,4 +1,5 @@
-"""Gradient clipping and optimizers over `handgrad.Params` (absent biases stay `None`).
+"""Gradient clipping and optimizers over `handgrad.Params` or `GatedParams` (absent arrays stay
+`None`).
 
 Every function returns new arrays; nothing is updated in place, so a step that turns out to be
 non-finite can be thrown away and the last good parameters kept.
@@ -40,8 +41,8 @@ def parse_clip(text: str) -> Clip:
 
 
 def _map(fn, *trees: Params) -> Params:
-    """Apply `fn` to matching arrays of several Params; None stays None."""
-    return Params(*(None if a[0] is None else fn(*a) for a in zip(*trees)))
+    """Apply `fn` to matching arrays of several Params (or GatedParams); None stays None."""
+    return type(trees[0])(*(None if a[0] is None else fn(*a) for a in zip(*trees)))
 
 
 def global_norm(grads: Params) -> float:

@@ -108,7 +108,7 @@ def effects(learn_params: Params, tut_params: Params, data: Dataset, spec: Spec)
     own = tc._backward(U, W, V, rec, fwd, K, frozenset({3}))
     reset = tc._backward(U, W, V, rec, fwd, K, frozenset({4}))
     # bug 7 at the uniform init
-    sat = saturation(tut_params, data.train.xs, "sigmoid")
+    sat = saturation(tut_params, data.train.xs, Spec.tutorial())
     _, hs = predict(tut_params, data.train.xs, spec)
     _, ex_tut = loss_and_grads(tut_params, data.train.xs, data.train.ys, spec)
     return Effects(
