@@ -111,9 +111,10 @@ def training_cost(n_train: int, n_val: int, T: int, D: int, H: int, O: int, batc
     return float(nbytes), seconds
 
 
-def case_cost(B: int, T: int, D: int, H: int, O: int) -> tuple[float, float]:
-    """(bytes, seconds) at least, to draw a case and compute its reference gradients."""
-    P = rnn_sizes(D, H, O)
-    nbytes = FLOAT * (3 * P + B * T * (D + O) + 4 * B * T * H + 2 * B * H)
+def case_cost(B: int, T: int, D: int, H: int, O: int, gates: int = 1) -> tuple[float, float]:
+    """(bytes, seconds) at least, to draw a case and compute its reference gradients (gates: G,
+    the gate blocks of the cell: 1 Elman, 3 GRU, 4 LSTM)."""
+    P = gates * rnn_sizes(D, H, O)
+    nbytes = FLOAT * (3 * P + B * T * (D + O) + 4 * gates * B * T * H + 2 * B * H)
     seconds = 6.0 * B * T * P / FLOPS + 2 * STEP_SECONDS * T
     return float(nbytes), seconds

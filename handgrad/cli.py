@@ -82,7 +82,10 @@ def main(argv=None) -> int:
         return _main(argv)
     finally:
         if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+            from ._cli_start import is_command_line
+            # in the command-line process the work is done (or abandoned): a Ctrl-C while the
+            # interpreter shuts down is ignored, so the exit status stays the command's
+            signal.signal(signal.SIGINT, signal.SIG_IGN if is_command_line() else previous)
 
 
 def _main(argv) -> int:

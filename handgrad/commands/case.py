@@ -82,10 +82,10 @@ def _suppress():
 
 
 def describe_spec(spec) -> str:
-    """One line naming every field of `spec`, as the options set them."""
-    trunc = "full" if spec.truncation is None else repr(spec.truncation)
-    return (f"activation {spec.activation}, {'bias' if spec.bias else 'no bias'}, output "
-            f"{spec.output}, loss {spec.loss}, reduction {spec.reduction}, truncation {trunc}")
+    """One line naming every field of `spec` (truncation as full | Window(k) | ...)."""
+    fields = spec.to_dict()
+    fields["truncation"] = "full" if spec.truncation is None else repr(spec.truncation)
+    return ", ".join(f"{k} {v}" for k, v in fields.items())
 
 
 JSON_BYTES_PER_NUMBER = 18      # measured 19.5 for float64 values written by write_case
@@ -123,7 +123,8 @@ def run(args) -> int:
         raise ValueError(f"-O must be at least 2 for cross_entropy (class ids in [0, O)), got {args.O}")
     from .._budget import case_cost, check
     sizes = {f"-{k}": (getattr(args, k), d) for k, d in zip("BTDHO", (2, 8, 3, 4, 1))}
-    check("this case", *case_cost(args.B, args.T, args.D, args.H, args.O), sizes)
+    gates = {"gru": 3, "lstm": 4}.get(getattr(spec, "cell", "elman"), 1)
+    check("this case", *case_cost(args.B, args.T, args.D, args.H, args.O, gates), sizes)
     _check_readable(args, spec, sizes)
     drawn = make_case(spec, args.B, args.T, args.D, args.H, args.O, scale=args.scale,
                       seed=args.seed, with_h0=not args.no_h0)
@@ -131,6 +132,7 @@ def run(args) -> int:
     path = write_case(args.out, case)
     print(f"wrote {path}: {args.B=}, {args.T=}, {args.D=}, {args.H=}, {args.O=}; "
           f"loss {case.loss:.10g}".replace("args.", ""))
+    from ..spec import Spec
     default = " (the default: the tutorial's)" if spec == Spec.tutorial() else ""
     print(f"spec{default}: {describe_spec(spec)}")
     return 0
