@@ -96,11 +96,11 @@ def rnn_sizes(D: int, H: int, O: int) -> int:
 
 
 def training_cost(n_train: int, n_val: int, T: int, D: int, H: int, O: int, batch: int,
-                  epochs: int) -> tuple[float, float]:
+                  epochs: int, gates: int = 1) -> tuple[float, float]:
     """(bytes, seconds) at least, to train on n_train windows (B = batch per update) for
-    `epochs` epochs, evaluating all windows after each."""
+    `epochs` epochs, evaluating all windows after each (gates: 1 Elman, 3 GRU, 4 LSTM)."""
     n = n_train + n_val
-    P = rnn_sizes(D, H, O)
+    P = gates * rnn_sizes(D, H, O)
     nbytes = FLOAT * (6 * P                          # params, grads, optimiser state, copies
                       + n * (T * D + 1)              # the windows
                       + n * T * H                    # hidden states when evaluating them all

@@ -154,8 +154,9 @@ def check_budget(args, series, config) -> None:
     n_val = max(1, round(args.val_fraction * n_windows))
     D = window if inputs == "position" else C
     O = len(targets) if targets else 1
+    gates = {"gru": 3, "lstm": 4}.get(getattr(config, "cell", "elman"), 1)
     nbytes, seconds = training_cost(n_windows - n_val, n_val, window, D, config.hidden, O,
-                                    config.batch_size, config.epochs)
+                                    config.batch_size, config.epochs, gates)
     check("this training run", nbytes, seconds,
           {"--epochs": (config.epochs, 20), "--hidden": (config.hidden, 100),
            "--window": (window, 50 if args.csv is None else 20),
