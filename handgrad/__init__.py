@@ -8,6 +8,7 @@
 
 `import handgrad` needs numpy only; the JAX reference lives in the separate `reference` package.
 """
+from . import _cli_start  # noqa: F401  (first: Ctrl-C while the CLI starts is one line, exit 130)
 from .bptt import loss_and_grads, predict
 from .numdiff import directional_derivative, numerical_grads, surrogate_loss
 from .params import Params, init_params

@@ -17,8 +17,10 @@ A **case file** holds one problem and its reference answers:
 A **candidate file** holds an implementation's answers on that case: `grad_<each parameter>`
 required; `grad_h0`, `grad_c0`, `grad_xs` and `loss` optional (checked when present).
 
-`.npz` files are read with `allow_pickle=False` after checking every member's header (no object
-arrays, no size larger than the member holds); `.json` files hold the same names with arrays as
+`.npz` files are read by handgrad._files.read_npz, which checks every member's name and declared
+size before decompressing anything and every `.npy` header (no object arrays, no size other than
+the member declares) before allocating; files larger than its limit (handgrad._files.MAX_FILE_BYTES, 256 MiB;
+HANDGRAD_MAX_FILE_MB raises it) are refused; `.json` files hold the same names with arrays as
 nested lists of numbers. Unknown names are an error. Every malformed input raises ValueError with
 one line naming the file and what is wrong. Writes are atomic (temp file in the same folder, then
 `os.replace`).
@@ -27,20 +29,23 @@ from __future__ import annotations
 
 import io
 import json
-import math
-import zipfile
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from ._files import write_bytes_atomic
+from ._files import max_json_bytes, read_capped, read_npz, write_bytes_atomic
 from ._validate import check_inputs
 from .bptt import loss_and_grads
-from .params import param_names, params_type
+from .params import GatedParams, Params, param_names, params_type
 from .spec import Spec
 
-MAX_FILE_BYTES = 512 * 2**20        # refuse larger files: a case is small by nature
+# every name a case or candidate file of any spec may hold: an .npz's member names are checked
+# against these before anything is decompressed (read_case / read_candidate then check the names
+# the file's own spec allows)
+_ANY_PARAM = tuple(dict.fromkeys((*Params._fields, *GatedParams._fields)))
+FILE_NAMES = frozenset({*_ANY_PARAM, "xs", "ys", "h0", "c0", "spec", "loss",
+                        *(f"grad_{n}" for n in (*_ANY_PARAM, "h0", "c0", "xs"))})
 
 
 def state_names(spec) -> tuple:
@@ -161,61 +166,18 @@ def _write(path, arrays: dict, spec) -> Path:
 
 
 def _read_raw(path) -> tuple[dict, object]:
-    """{name: np.ndarray} and the raw spec entry (None when absent) of a .npz or .json file."""
+    """{name: np.ndarray} and the raw spec entry (None when absent) of a .npz or .json file.
+
+    Both go through handgrad._files: regular files only, at most the file limit (256 MiB,
+    raised by HANDGRAD_MAX_FILE_MB); an .npz has its member names (any of FILE_NAMES) and
+    declared sizes checked before anything is decompressed.
+    """
     path = Path(path)
     suffix = _suffix(path)
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if size > MAX_FILE_BYTES:
-        raise ValueError(f"{path}: file is {size} bytes, more than the {MAX_FILE_BYTES} allowed")
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return _read_npz(path, data) if suffix == ".npz" else _read_json(path, data)
-
-
-def _read_npz(path, data: bytes) -> tuple[dict, object]:
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-        members = zf.infolist()
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes: any failure is "not an npz"
-        raise ValueError(f"{path}: not a valid .npz file ({type(exc).__name__}: {exc})") from None
-    arrays = {}
-    for info in members:
-        name = info.filename
-        if not name.endswith(".npy") or name[:-4] in arrays:
-            raise ValueError(f"{path}: unexpected member {name!r} in .npz file")
-        arrays[name[:-4]] = _read_member(path, zf, info)
-    spec = arrays.pop("spec", None)
-    return arrays, spec
-
-
-def _read_member(path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
-    """One .npy member, its header checked before any allocation."""
-    name = info.filename[:-4]
-    if info.file_size > MAX_FILE_BYTES:
-        raise ValueError(f"{path}: array {name!r} claims {info.file_size} bytes, too large")
-    try:
-        with zf.open(info) as f:
-            raw = f.read(info.file_size + 1)
-        fp = io.BytesIO(raw)
-        version = np.lib.format.read_magic(fp)
-        reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                  else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = reader(fp)
-        if dtype.hasobject:
-            raise ValueError("object arrays are not allowed")
-        need = fp.tell() + math.prod(shape) * dtype.itemsize
-        if need != len(raw):
-            raise ValueError(f"header says {need} bytes, member holds {len(raw)}")
-        fp.seek(0)
-        return np.lib.format.read_array(fp, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - untrusted bytes
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ValueError(f"{path}: array {name!r} is unreadable ({msg})") from None
+    if suffix == ".npz":
+        arrays = read_npz(path, FILE_NAMES)
+        return arrays, arrays.pop("spec", None)
+    return _read_json(path, read_capped(path, max_json_bytes()))
 
 
 def _read_json(path, data: bytes) -> tuple[dict, object]:

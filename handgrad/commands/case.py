@@ -81,6 +81,33 @@ def _suppress():
     return argparse.SUPPRESS
 
 
+def describe_spec(spec) -> str:
+    """One line naming every field of `spec` (truncation as full | Window(k) | ...)."""
+    fields = spec.to_dict()
+    fields["truncation"] = "full" if spec.truncation is None else repr(spec.truncation)
+    return ", ".join(f"{k} {v}" for k, v in fields.items())
+
+
+JSON_BYTES_PER_NUMBER = 18      # measured 19.5 for float64 values written by write_case
+
+
+def _check_readable(args, spec, sizes) -> None:
+    """Refuse a case file that handgrad could not read back (larger than the file limit)."""
+    from .._budget import _culprit, rnn_sizes
+    from .._files import max_file_bytes, max_json_bytes
+    B, T, D, H, O = (args.B, args.T, args.D, args.H, args.O)
+    ys = B * O if spec.output == "last" else B * T * O
+    numbers = B * T * D + ys + 2 * B * H + 2 * rnn_sizes(D, H, O) + 1
+    as_json = str(args.out).lower().endswith(".json")
+    size = numbers * (JSON_BYTES_PER_NUMBER if as_json else 8)
+    limit = max_json_bytes() if as_json else max_file_bytes()
+    if size > limit:
+        raise ValueError(f"{_culprit(sizes)}: the case file would take about {size / 2**20:.3g} "
+                         f"MiB, more than the {limit / 2**20:.3g} MiB handgrad reads back "
+                         f"({'write .npz for larger cases; ' if as_json else ''}--max-file-mb N "
+                         "or HANDGRAD_MAX_FILE_MB=N raise the limit)")
+
+
 def run(args) -> int:
     from .._files import refuse_existing
     from ..casefile import case_from_arrays, write_case
@@ -94,10 +121,18 @@ def run(args) -> int:
             raise ValueError(f"-{letter} must be a positive integer, got {value}")
     if spec.loss == "cross_entropy" and args.O < 2:
         raise ValueError(f"-O must be at least 2 for cross_entropy (class ids in [0, O)), got {args.O}")
+    from .._budget import case_cost, check
+    sizes = {f"-{k}": (getattr(args, k), d) for k, d in zip("BTDHO", (2, 8, 3, 4, 1))}
+    gates = {"gru": 3, "lstm": 4}.get(getattr(spec, "cell", "elman"), 1)
+    check("this case", *case_cost(args.B, args.T, args.D, args.H, args.O, gates), sizes)
+    _check_readable(args, spec, sizes)
     drawn = make_case(spec, args.B, args.T, args.D, args.H, args.O, scale=args.scale,
                       seed=args.seed, with_h0=not args.no_h0)
     case = case_from_arrays(spec, drawn.params, drawn.xs, drawn.ys, drawn.h0)
     path = write_case(args.out, case)
     print(f"wrote {path}: {args.B=}, {args.T=}, {args.D=}, {args.H=}, {args.O=}; "
           f"loss {case.loss:.10g}".replace("args.", ""))
+    from ..spec import Spec
+    default = " (the default: the tutorial's)" if spec == Spec.tutorial() else ""
+    print(f"spec{default}: {describe_spec(spec)}")
     return 0

@@ -55,6 +55,14 @@ def _table(rows, methods, notes) -> str:
     return "\n".join([*notes, "", *lines])
 
 
+def _plain(value):
+    """numpy scalars (np.bool_, np.float64) as the Python values JSON knows."""
+    import numpy as np
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def run(args) -> int:
     import json
     import time
@@ -91,7 +99,7 @@ def run(args) -> int:
                       "methods": {m: {"worst": a.worst, "worst_array": a.worst_name,
                                       "tolerance": a.tolerance, "errors": a.errors, "ok": a.ok}
                                   for m, a in r.agreements.items()}} for r in rows],
-        }, indent=2))
+        }, indent=2, default=_plain))
         return 1 if failed else 0
     sizes = ", ".join(f"{k}={v}" for k, v in checks.CHECK_SIZES.items())
     intro = [f"handgrad check: the hand-derived BPTT against independent methods ({sizes}, "

@@ -32,24 +32,58 @@ def add_arguments(p):
                         "(default: the first validation row, so the truth is known; 'end': "
                         "after the last row of the data)")
     p.add_argument("--plot", metavar="FILE",
-                   help="PNG to write (default: forecast.png beside MODEL)")
+                   help="PNG to write (default: forecast.png beside MODEL, or forecast-2.png, "
+                        "... if that exists)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
+def forecast_cost(model, steps: int) -> tuple[float, float]:
+    """(bytes, seconds) at least, for `steps` steps of `model` (handgrad._budget)."""
+    from .._budget import CALL_SECONDS, FLOAT, FLOPS, STEP_SECONDS, rnn_sizes
+    D, H, O = model.params.sizes
+    N, C = model.series.values.shape
+    T = model.window
+    P = rnn_sizes(D, H, O)
+    nbytes = FLOAT * ((T + steps) * C + 4 * steps * O + T * (D + H))
+    seconds = steps * (CALL_SECONDS + STEP_SECONDS * T + 2.0 * P * T / FLOPS)
+    return float(nbytes), seconds
+
+
+def _when(series, row: int) -> str:
+    """'row 150', or 'YEAR 2009 (row 309)' when the series has a time axis."""
+    from ..train.plots import time_axis
+    if series.time is None:
+        return f"row {row}"
+    t, name = time_axis(series, [row])
+    return f"{name} {t[0]:g} (row {row})"
+
+
 def run(args):
+    from .._budget import check
+    from .._files import free_name, write_bytes_atomic
     from ..train.forecast import forecast
     from ..train.model import load_model
-    from ..train.plots import plot_forecast
+    from ..train.plots import forecast_png
 
     if not os.path.isfile(args.model):
         raise ValueError(f"MODEL {args.model!r} is not a file")
+    if args.plot is not None:
+        refuse_existing([args.plot], args.force)
     model = load_model(args.model)
+    check(f"a forecast of {args.steps} steps", *forecast_cost(model, args.steps),
+          {"--steps": (args.steps, 30)})
     start = len(model.series.values) if args.start == "end" else args.start
     with np.errstate(over="ignore", invalid="ignore"):     # a diverged model prints inf
         fc = forecast(model, args.steps, start)
-    path = args.plot or os.path.join(os.path.dirname(args.model), "forecast.png")
-    refuse_existing([path], args.force)
     names = [model.series.columns[j] for j in model.target_cols]
+    png = forecast_png(model.series, fc.rows, fc.values[:, 0], fc.truth[:, 0], fc.context_rows,
+                       fc.context[:, 0], names[0],
+                       f"{len(fc.rows)}-step forecast from {_when(model.series, fc.rows[0])}")
+    path = args.plot
+    if path is None:
+        path = os.path.join(os.path.dirname(args.model), "forecast.png")
+        path = path if args.force else str(free_name(path))
+    write_bytes_atomic(path, png, exclusive=not args.force)   # before printing: `| head` is safe
     print(f"forecast of {', '.join(names)} from row {fc.rows[0]}, {len(fc.rows)} steps, each "
           f"fed back as input (window of {model.window} rows before row {fc.rows[0]} given)")
     header = "row  " + "  ".join(f"{n + ' forecast':>16} {n + ' truth':>14}" for n in names)
@@ -69,7 +103,5 @@ def run(args):
               f"(absolute error {by})")
     else:
         print("no truth is known for these rows (they lie after the end of the data)")
-    plot_forecast(path, fc.rows, fc.values[:, 0], fc.truth[:, 0], fc.context_rows, fc.context[:, 0],
-                  names[0], f"{len(fc.rows)}-step forecast from row {fc.rows[0]}")
     print(f"wrote {path}")
     return 0

@@ -15,7 +15,6 @@ import os
 import sys
 import time
 
-from .._files import refuse_existing
 from ._types import float_between, int_at_least
 
 HELP = ("train the tutorial's sine-wave RNN (or your CSV series) with the exact gradient; "
@@ -53,7 +52,8 @@ def _names(text):
 def add_arguments(p):
     task = p.add_argument_group("task (default: the tutorial's sine wave)")
     task.add_argument("--csv", metavar="FILE", help="train on this CSV file (header row, one row "
-                      "per time step) instead of the sine wave")
+                      "per time step) instead of the sine wave; 'sunspots' and 'us_macro' name "
+                      "the series shipped with handgrad, from any folder")
     task.add_argument("--columns", type=_names, metavar="A,B",
                       help="CSV columns the model reads at each step (may be omitted when the file has "
                            "one numeric column)")
@@ -106,46 +106,68 @@ def add_arguments(p):
                        "order each epoch (default: in order, as the tutorial)")
     model.add_argument("--seed", type=int_at_least(0), default=0, help="same seed, same bits")
     out = p.add_argument_group("output")
-    out.add_argument("--out", metavar="DIR", help="output folder (default runs/<timestamp>/)")
+    out.add_argument("--out", metavar="DIR", help="output folder, created whole at the end (a new "
+                     "or empty folder, or with --force an earlier run's; default "
+                     "runs/<timestamp>/)")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
     out.add_argument("--force", action="store_true", help="overwrite existing output files")
 
 
-def _out_dir(path):
-    if path is None:
-        base = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
-        path, n = base, 1
-        while os.path.exists(path):
-            n += 1
-            path = f"{base}-{n}"
-    os.makedirs(path, exist_ok=True)
-    return path
+RUN_FILES = ("metrics.json", "model.npz", "plot.png")
+REPLACEABLE = ("forecast.png", "forecast-*.png")      # what `handgrad forecast` writes beside
 
 
-def build_data(args):
-    """The Dataset the options describe."""
-    from ..train.data import build_dataset, load_csv, sine_series
+def load_series(args):
+    """The Series the options describe (the sine wave, a CSV file, or a bundled series)."""
+    from ..train.data import load_csv, resolve_csv, sine_series
     if args.csv is None:
         if args.columns or args.target:
             raise ValueError("--columns and --target need --csv FILE")
-        series = sine_series(200)
-        window = 50 if args.window is None else args.window
-        inputs = args.inputs or "position"
-        targets = None
-    else:
-        series = load_csv(args.csv, args.columns)
-        if args.columns is None and len(series.columns) > 1:
-            raise ValueError(f"{args.csv} has the numeric columns {', '.join(series.columns)}: "
-                             "name the ones the model reads with --columns (and the one to "
-                             "predict with --target)")
-        window = 20 if args.window is None else args.window
-        inputs = args.inputs or "steps"
-        targets = args.target
-        if targets and args.columns is not None:
-            extra = [t for t in targets if t not in args.columns]
-            if extra:
-                raise ValueError(f"--target {','.join(extra)} must be one of --columns "
-                                 f"{','.join(args.columns)}")
+        return sine_series(200)
+    series = load_csv(resolve_csv(args.csv), args.columns)
+    if args.columns is None and len(series.columns) > 1:
+        raise ValueError(f"{args.csv} has the numeric columns {', '.join(series.columns)}: "
+                         "name the ones the model reads with --columns (and the one to "
+                         "predict with --target)")
+    return series
+
+
+def _task_shape(args, series):
+    """(window T, inputs, targets) the options describe for `series`."""
+    if args.csv is None:
+        return (50 if args.window is None else args.window), args.inputs or "position", None
+    targets = args.target
+    if targets and args.columns is not None:
+        extra = [t for t in targets if t not in args.columns]
+        if extra:
+            raise ValueError(f"--target {','.join(extra)} must be one of --columns "
+                             f"{','.join(args.columns)}")
+    return (20 if args.window is None else args.window), args.inputs or "steps", targets
+
+
+def check_budget(args, series, config) -> None:
+    """Refuse, before building anything, a run that cannot fit in memory or the time limit."""
+    from .._budget import check, training_cost
+    window, inputs, targets = _task_shape(args, series)
+    N, C = series.values.shape
+    n_windows = max(N - window, 2)
+    n_val = max(1, round(args.val_fraction * n_windows))
+    D = window if inputs == "position" else C
+    O = len(targets) if targets else 1
+    gates = {"gru": 3, "lstm": 4}.get(getattr(config, "cell", "elman"), 1)
+    nbytes, seconds = training_cost(n_windows - n_val, n_val, window, D, config.hidden, O,
+                                    config.batch_size, config.epochs, gates)
+    check("this training run", nbytes, seconds,
+          {"--epochs": (config.epochs, 20), "--hidden": (config.hidden, 100),
+           "--window": (window, 50 if args.csv is None else 20),
+           "--batch-size": (config.batch_size, 10**9)})
+
+
+def build_data(args, series=None):
+    """The Dataset the options describe."""
+    from ..train.data import build_dataset
+    series = load_series(args) if series is None else series
+    window, inputs, targets = _task_shape(args, series)
     return build_dataset(series, window, inputs, targets, args.val_fraction, args.scale)
 
 
@@ -166,6 +188,10 @@ def describe_task(data) -> str:
     n_tr, n_va = len(data.train.ys), len(data.val.ys)
     targets = ",".join(s.columns[j] for j in data.target_cols)
     src = "sin(0..199)" if s.source == "sine" else f"{s.source} ({len(s.values)} rows)"
+    if s.time is not None:
+        src += f", time axis {s.time_name} {s.time[0]:g}..{s.time[-1]:g}"
+    if s.dropped:
+        src += f"; not numbers, left out: {', '.join(s.dropped)}"
     inputs = (f"position input x_t = v_t e_t (D = T = {data.window})" if data.inputs == "position"
               else f"per-step input x_t = ({','.join(s.columns)}) (D = {len(s.columns)})")
     return (f"task: {src}; windows of {data.window} steps predict the next {targets}; "
@@ -210,33 +236,58 @@ def metrics_dict(result, config, data, baseline, out_files) -> dict:
     }
 
 
+def _claim(args):
+    """The RunFolder of this run, claimed (refused at once if taken)."""
+    from .._files import FolderBusy, RunFolder
+    if args.out is not None:
+        return RunFolder(args.out, RUN_FILES, args.force, REPLACEABLE).claim()
+    base = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
+    for n in range(1, 100):
+        path = base if n == 1 else f"{base}-{n}"
+        if os.path.lexists(path):
+            continue
+        try:
+            return RunFolder(path, RUN_FILES, False, ()).claim()
+        except FolderBusy:                 # another run started this second: take the next
+            continue
+    raise ValueError(f"could not find a free output folder {base}-N; give one with --out")
+
+
 def run(args):
+    import numpy as np
+
     from ..train.loop import persistence_rmse, train
-    from ..train.model import Model, save_model, write_atomic
-    from ..train.plots import plot_training
+    from ..train.model import Model, write_model
+    from ..train.plots import training_png
 
-    data = build_data(args)
+    series = load_series(args)
     config = build_config(args)
-    out = _out_dir(args.out)
-    files = {"metrics": os.path.join(out, "metrics.json"), "model": os.path.join(out, "model.npz"),
-             "plot": os.path.join(out, "plot.png")}
-    refuse_existing(files.values(), args.force)
-    print(describe_task(data))
-    print(describe_model(config, data) + (" (--faithful: the tutorial's hyperparameters)"
-                                          if args.faithful else ""))
-    sys.stdout.flush()
-    result = train(data, config, progress=not args.quiet)
+    check_budget(args, series, config)
+    data = build_data(args, series)
+    with _claim(args) as folder:           # published whole (one rename) when the block ends
+        out = folder.out
+        files = {"metrics": str(out / "metrics.json"), "model": str(out / "model.npz"),
+                 "plot": str(out / "plot.png")}
+        print(describe_task(data))
+        print(describe_model(config, data) + (" (--faithful: the tutorial's hyperparameters)"
+                                              if args.faithful else ""))
+        sys.stdout.flush()
+        result = train(data, config, progress=not args.quiet)
 
-    model = Model(result.params, result.spec, data.series, data.scaler, data.inputs, data.window,
-                  data.target_cols, len(data.train.ys), {"config": config.as_dict()})
-    save_model(files["model"], model)
-    baseline = persistence_rmse(data, data.val)
-    metrics = metrics_dict(result, config, data, baseline, files)
-    write_atomic(files["metrics"], lambda fh: fh.write(
-        (json.dumps(metrics, indent=2, allow_nan=False) + "\n").encode()))
-    title = ("the tutorial's sine task" if data.series.source == "sine"
-             else os.path.basename(data.series.source)) + (" (--faithful)" if args.faithful else "")
-    plot_training(files["plot"], result, data, title)
+        model = Model(result.params, result.spec, data.series, data.scaler, data.inputs,
+                      data.window, data.target_cols, len(data.train.ys),
+                      {"config": config.as_dict()})
+        folder.write("model.npz", lambda fh: write_model(fh, model))
+        baseline = persistence_rmse(data, data.val)
+        metrics = metrics_dict(result, config, data, baseline, files)
+        folder.write_bytes("metrics.json",
+                           (json.dumps(metrics, indent=2, allow_nan=False) + "\n").encode())
+        title = ("the tutorial's sine task" if data.series.source == "sine"
+                 else os.path.basename(data.series.source)) + (" (--faithful)" if args.faithful
+                                                                else "")
+        with np.errstate(all="ignore"):
+            png = training_png(result, data, title)
+        folder.write_bytes("plot.png", png)
 
     _report(result, data, baseline)
     print(f"wrote {files['metrics']}, {files['model']}, {files['plot']}")

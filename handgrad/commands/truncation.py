@@ -16,7 +16,7 @@ import argparse
 import os
 import time
 
-from .._files import refuse_existing
+from .._files import RunFolder
 from ._types import int_at_least
 
 HELP = ("truncation study: bias of every Window(k) against full BPTT, gradient decay and "
@@ -53,7 +53,9 @@ def add_arguments(parser):
     src.add_argument("--case", metavar="FILE",
                      help="a case file (.npz/.json, `handgrad case`): analyse its params and data")
     parser.add_argument("--out", metavar="DIR",
-                        help="output folder (default runs/truncation-<timestamp>/)")
+                        help="output folder, created whole at the end (a new or empty folder, "
+                             "or with --force an earlier study's; default "
+                             "runs/truncation-<timestamp>/)")
     parser.add_argument("--force", action="store_true", help="overwrite existing output files")
     parser.add_argument("--epochs", type=int_at_least(0), default=20,
                         help="tutorial task: epochs of training for the 'trained' stage "
@@ -73,9 +75,17 @@ def add_arguments(parser):
                              "chunks:10,artbp:0.1)")
 
 
-def _write(path, data: bytes):
-    from ..train.model import write_atomic
-    write_atomic(path, lambda fh: fh.write(data))
+def _check_budget(args) -> None:
+    """Refuse, before any work, training requests that cannot fit (handgrad._budget)."""
+    from .._budget import check, training_cost
+    n_schemes = len(args.schemes) if args.schemes else 7
+    # the tutorial task: 100 training and 50 validation windows of T = D = 50, H = 100, B = 1
+    _, seconds = training_cost(100, 50, 50, 50, 100, 1, 1, args.epochs)
+    nbytes, study = training_cost(100, 50, 50, 50, 100, 1, 1, args.study_epochs)
+    total = seconds + (n_schemes * study if args.train_study else 0.0)
+    check("this truncation study", nbytes, total,
+          {"--epochs": (args.epochs, 20),
+           "--study-epochs": (args.study_epochs if args.train_study else 0, 20)})
 
 
 def _stages(args):
@@ -117,44 +127,46 @@ def run(args):
         path = getattr(args, name)
         if path and not os.path.isfile(path):
             raise ValueError(f"--{name} {path}: no such file")
+    _check_budget(args)
     out = args.out or os.path.join("runs", time.strftime("truncation-%Y%m%d-%H%M%S"))
-    names = ["truncation.csv", "truncation.png", "truncation.json"]
-    names += ["study.json", "study.png"] if args.train_study else []
-    refuse_existing([os.path.join(out, n) for n in names], args.force)
-    os.makedirs(out, exist_ok=True)
-    t0 = time.perf_counter()
-    todo, title = _stages(args)
-    stages = [analyse(name, p, xs, ys, spec, h0, tols=args.tol) for name, p, xs, ys, spec, h0 in todo]
-    rows = [r for st in stages for r in table_rows(st)]
-    B, T, D = todo[0][2].shape
-    report = {"title": title, "sizes": {"B": B, "T": T, "D": D, "H": todo[0][1].W.shape[0]},
-              "spec": todo[0][4].to_dict(),
-              "stages": {st.name: stage_summary(st) for st in stages}, "table": rows}
-    _write(os.path.join(out, "truncation.csv"), to_csv(rows))
-    if not args.no_plot:
-        _write(os.path.join(out, "truncation.png"), plot_stages(stages, title))
+    names = ["truncation.csv", "truncation.json"] + ([] if args.no_plot else ["truncation.png"])
     if args.train_study:
-        from ..train import TrainConfig, tutorial_dataset
-        data = tutorial_dataset()
-        config = TrainConfig(seed=args.seed, epochs=args.study_epochs)
-        runs = [train_scheme(data, config, s, seed=args.seed) for s in (args.schemes or STUDY_SCHEMES)]
-        study = {"config": config.as_dict(), "runs": [r._asdict() for r in runs]}
-        _write(os.path.join(out, "study.json"), to_json(study))
+        names += ["study.json"] + ([] if args.no_plot else ["study.png"])
+    every = ["truncation.csv", "truncation.json", "truncation.png", "study.json", "study.png"]
+    with RunFolder(out, names, args.force, every) as folder:   # published whole at the end
+        out = str(folder.out)
+        t0 = time.perf_counter()
+        todo, title = _stages(args)
+        stages = [analyse(name, p, xs, ys, spec, h0, tols=args.tol)
+                  for name, p, xs, ys, spec, h0 in todo]
+        rows = [r for st in stages for r in table_rows(st)]
+        B, T, D = todo[0][2].shape
+        report = {"title": title, "sizes": {"B": B, "T": T, "D": D, "H": todo[0][1].W.shape[0]},
+                  "spec": todo[0][4].to_dict(),
+                  "stages": {st.name: stage_summary(st) for st in stages}, "table": rows}
+        folder.write_bytes("truncation.csv", to_csv(rows))
         if not args.no_plot:
-            _write(os.path.join(out, "study.png"),
-                   plot_study(runs, "tutorial task: training under truncation (same seed)"))
-        report["study"] = {r.scheme: {"final_val_loss": r.val_loss[-1],
-                                      "backprop_steps": r.backprop_steps[-1]} for r in runs}
-    report["seconds"] = time.perf_counter() - t0
-    _write(os.path.join(out, "truncation.json"), to_json(report))
+            folder.write_bytes("truncation.png", plot_stages(stages, title))
+        if args.train_study:
+            from ..train import TrainConfig, tutorial_dataset
+            data = tutorial_dataset()
+            config = TrainConfig(seed=args.seed, epochs=args.study_epochs)
+            runs = [train_scheme(data, config, s, seed=args.seed)
+                    for s in (args.schemes or STUDY_SCHEMES)]
+            study = {"config": config.as_dict(), "runs": [r._asdict() for r in runs]}
+            folder.write_bytes("study.json", to_json(study))
+            if not args.no_plot:
+                folder.write_bytes("study.png", plot_study(
+                    runs, "tutorial task: training under truncation (same seed)"))
+            report["study"] = {r.scheme: {"final_val_loss": r.val_loss[-1],
+                                          "backprop_steps": r.backprop_steps[-1]} for r in runs}
+        report["seconds"] = time.perf_counter() - t0
+        folder.write_bytes("truncation.json", to_json(report))
     print(format_table(stages))
     if args.train_study:
         print("training under truncation (validation loss per window after the last epoch; "
               "backpropagated steps):")
         for name, r in report["study"].items():
             print(f"  {name:<12} {r['final_val_loss']:.3g}  {r['backprop_steps']}")
-    files = ["truncation.csv", "truncation.json"] + ([] if args.no_plot else ["truncation.png"])
-    if args.train_study:
-        files += ["study.json"] + ([] if args.no_plot else ["study.png"])
-    print(f"wrote {', '.join(files)} into {out}/ ({report['seconds']:.1f} s)")
+    print(f"wrote {', '.join(names)} into {out}/ ({report['seconds']:.1f} s)")
     return 0

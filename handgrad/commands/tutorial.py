@@ -28,7 +28,19 @@ def _fmt(x):
     return f"{x:.3g}"
 
 
+def _check_budget(args) -> None:
+    """Refuse, before any work, replications that cannot fit (handgrad._budget)."""
+    from .._budget import FLOAT, check, rnn_sizes, training_cost
+    # the tutorial task: 100 training and 50 validation windows of T = D = 50, H = 100, B = 1;
+    # the faithful run and every replicated seed train it for --epochs epochs
+    nbytes, seconds = training_cost(100, 50, 50, 50, 100, 1, 1, args.epochs)
+    nbytes += FLOAT * 6 * rnn_sizes(50, 100, 1) * args.seeds    # the seeds' weights, stacked
+    check("this diagnosis", nbytes, seconds * (1 + args.seeds),
+          {"--seeds": (args.seeds, 6), "--epochs": (args.epochs, 25)})
+
+
 def run(args):
+    _check_budget(args)
     from .._threads import blas_threads
     with blas_threads(0):                  # small matrices only: one BLAS thread is fastest
         return _run(args)

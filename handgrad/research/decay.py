@@ -90,7 +90,11 @@ class DecayProfile(NamedTuple):
 
 def adaptive_k(profile: DecayProfile, tol: float) -> int:
     """The smallest k whose bias bound is at most `tol` (T - 1, full BPTT, when none is)."""
-    if not (isinstance(tol, (int, float)) and tol >= 0 and math.isfinite(tol)):
+    if not isinstance(profile, DecayProfile):
+        raise ValueError(f"profile must be a DecayProfile (from decay_profile), got "
+                         f"{type(profile).__name__}")
+    if isinstance(tol, bool) or not (isinstance(tol, (int, float)) and tol >= 0
+                                     and math.isfinite(tol)):
         raise ValueError(f"tol must be a finite number >= 0, got {tol!r}")
     bounds = profile.bias_bound(np.arange(profile.T))
     ok = np.nonzero(bounds <= tol)[0]

@@ -89,6 +89,9 @@ def streaming_loss_and_grads(params, blocks: Iterable, spec, ys=None, h0=None) -
     given here; h0: (B, H) or None. Block lengths n may vary. Returns a `StreamResult`.
     """
     spec = check_spec(spec)
+    if isinstance(blocks, (str, bytes)) or not isinstance(blocks, Iterable):
+        raise ValueError(f"blocks must be an iterable of blocks (arrays, or (xs, ys) pairs), "
+                         f"got {type(blocks).__name__}")
     trunc = spec.truncation
     if not isinstance(trunc, (Window, Chunks)):
         raise ValueError("streaming needs spec.truncation = Window(k) or Chunks(k) (full BPTT "

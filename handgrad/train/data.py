@@ -17,8 +17,11 @@ fitted on the rows the training windows touch only.
 from __future__ import annotations
 
 import csv
+import io
 import math
-from typing import NamedTuple
+import os
+from array import array
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -32,6 +35,9 @@ class Series(NamedTuple):
     values: np.ndarray   # (N, C) float64
     columns: tuple       # C column names
     source: str          # "sine" or the CSV path
+    time: Optional[np.ndarray] = None   # (N,) the time of each row (e.g. the year), or None
+    time_name: str = ""  # what `time` is ("YEAR"); "" when time is None
+    dropped: tuple = ()  # ("name: why", ...) columns of the CSV that are not numbers
 
 
 class Scaler(NamedTuple):
@@ -77,63 +83,156 @@ def sine_series(n: int = 200) -> Series:
     return Series(np.sin(np.arange(n, dtype=np.float64))[:, None], ("sin",), "sine")
 
 
+def bundled_csv(name: str) -> Optional[str]:
+    """The path of a series shipped with handgrad (`sunspots`, `us_macro`, with or without
+    `.csv`), or None."""
+    stem = name[:-4] if name.lower().endswith(".csv") else name
+    if stem not in BUNDLED:
+        return None
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data",
+                        f"{stem}.csv")
+
+
+def resolve_csv(name: str) -> str:
+    """`name` if a file of that name exists, else the bundled series of that name; ValueError
+    otherwise."""
+    if os.path.lexists(name):
+        return name
+    found = bundled_csv(name)
+    if found is None:
+        raise ValueError(f"cannot read the CSV file {name!r}: no such file (bundled series, "
+                         f"usable by name from any folder: {', '.join(BUNDLED)})")
+    return found
+
+
 def load_csv(path: str, columns=None) -> Series:
     """Read a CSV file with a header row; keep `columns` (all numeric columns when None).
 
-    Raises ValueError naming the file, column and line for a missing column, a non-numeric,
-    missing or non-finite value, or a file with fewer than two data rows.
+    The file is streamed row by row into float64 columns (8 bytes per kept value); only a
+    regular file of at most the file limit (handgrad._files, HANDGRAD_MAX_FILE_MB) is read. A
+    UTF-8 byte order mark is ignored; blank lines are skipped, and counted in the line numbers
+    of messages (they are the lines an editor shows).
+
+    Without `columns`, a column none of whose values is a number (a date, a label) is left out
+    and named in `Series.dropped`; a column named year, time or date (TIME_NAMES, any case) is
+    the time axis (`Series.time`), not data. A column that is numbers except for some cells is
+    an error naming the first such cell's line and column. Raises ValueError naming the file,
+    line and column for a missing column, a non-numeric, missing or non-finite value (or one
+    beyond +-MAX_ABS_VALUE), or fewer than two data rows.
     """
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        raise ValueError(f"cannot read the CSV file {path!r}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text CSV file") from None
-    except csv.Error as exc:
-        raise ValueError(f"{path}: malformed CSV ({exc})") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]   # blank lines are not data
-    if len(rows) < 3:
-        raise ValueError(f"{path}: expected a header row and at least 2 data rows, "
-                         f"got {len(rows)} non-empty line(s)")
-    header = [h.strip() for h in rows[0]]
+    from .._files import open_regular
+    with open_regular(path) as raw:
+        try:
+            text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+            reader = csv.reader(text)
+            header, found = _read_rows(reader, path, columns)
+        except UnicodeDecodeError:
+            raise ValueError(f"{path}: not a UTF-8 text CSV file") from None
+        except csv.Error as exc:
+            raise ValueError(f"{path}, line {reader.line_num}: malformed CSV ({exc})") from None
+    rows = found.rows
+    if rows < 2:
+        raise ValueError(f"{path}: expected a header row and at least 2 data rows, got {rows} "
+                         "data row(s)")
     if columns is None:
-        columns = [h for h in header if _numeric_column(rows[1:], header.index(h))]
+        mixed = [(c, found.bad[c]) for c in header if found.bad.get(c) and found.numeric[c]]
+        if mixed:
+            name, (line, cell) = mixed[0]
+            raise ValueError(f"{path}, line {line}: column {name!r} holds {cell!r}, not a "
+                             "number, among numbers: fix or remove that row, or leave the column "
+                             "out with --columns")
+        dropped = tuple(f"{c} (line {found.bad[c][0]}: {found.bad[c][1]!r})" for c in header
+                        if found.bad.get(c))
+        time_col = next((c for c in header if c.lower() in TIME_NAMES and c not in found.bad),
+                        None)
+        skip = {time_col, "quarter" if time_col and time_col.lower() == "year" else None}
+        columns = [c for c in header if c not in found.bad and c.lower() not in skip
+                   and c not in skip]
         if not columns:
             raise ValueError(f"{path}: no numeric column found (columns: {', '.join(header)})")
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ValueError(f"{path}: no column named {', '.join(map(repr, missing))}; "
-                         f"the columns are {', '.join(map(repr, header))}")
-    index = [header.index(c) for c in columns]
-    values = np.empty((len(rows) - 1, len(columns)))
-    for i, row in enumerate(rows[1:]):
+    else:
+        dropped = ()
+        time_col = next((c for c in header if c.lower() in TIME_NAMES and c in found.values
+                         and c not in columns), None)
+    values = np.stack([np.frombuffer(found.values[c], dtype=np.float64) for c in columns], 1)
+    time = None
+    if time_col is not None:
+        time = np.frombuffer(found.values[time_col], dtype=np.float64).copy()
+        quarter = next((c for c in found.values if c.lower() == "quarter"), None)
+        if time_col.lower() == "year" and quarter is not None:
+            time = time + (np.frombuffer(found.values[quarter], dtype=np.float64) - 1) / 4
+    return Series(values, tuple(columns), str(path), time, time_col or "", dropped)
+
+
+TIME_NAMES = ("year", "time", "date")    # a column of this name (any case) is the time axis
+BUNDLED = ("sunspots", "us_macro")       # series shipped in handgrad/data
+MAX_ABS_VALUE = 1e150                    # data units: squared errors must stay finite (1e308)
+
+
+class _Found(NamedTuple):
+    rows: int
+    values: dict         # column -> array('d') of its values (numeric columns only)
+    numeric: dict        # column -> True if any of its cells is a number
+    bad: dict            # column -> (line, cell) of its first cell that is not a number
+
+
+def _read_rows(reader, path, columns):
+    """Stream the rows of `reader`: (header, _Found). With `columns` given, only those are
+    parsed and the first bad cell is an error; else every column is parsed and bad cells are
+    recorded (the caller decides)."""
+    header = None
+    for row in reader:
+        if any(cell.strip() for cell in row):
+            header = [h.strip() for h in row]
+            break
+    if header is None:
+        raise ValueError(f"{path}: expected a header row and at least 2 data rows, got an "
+                         "empty file")
+    if columns is not None:
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise ValueError(f"{path}: no column named {', '.join(map(repr, missing))}; "
+                             f"the columns are {', '.join(map(repr, header))}")
+    wanted = header if columns is None else list(dict.fromkeys(
+        [*columns, *(h for h in header if h.lower() in TIME_NAMES or h.lower() == "quarter")]))
+    index = {c: header.index(c) for c in wanted}
+    strict = set() if columns is None else set(columns)
+    values = {c: array("d") for c in wanted}
+    numeric = dict.fromkeys(wanted, False)
+    bad = {}
+    rows = 0
+    for row in reader:
+        if not any(cell.strip() for cell in row):
+            continue                                         # blank lines are not data
+        line = reader.line_num
         if len(row) != len(header):
-            raise ValueError(f"{path}, line {i + 2}: expected {len(header)} fields like the "
+            raise ValueError(f"{path}, line {line}: expected {len(header)} fields like the "
                              f"header, got {len(row)}")
-        for j, (name, k) in enumerate(zip(columns, index)):
-            values[i, j] = _number(row[k], path, name, i + 2)
-    return Series(values, tuple(columns), str(path))
-
-
-def _numeric_column(rows, k: int) -> bool:
-    try:
-        for row in rows:
-            float(row[k])
-        return True
-    except (ValueError, IndexError):
-        return False
-
-
-def _number(text: str, path, column: str, line: int) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{path}, line {line}: column {column!r} must be numeric, "
-                         f"got {text.strip()!r}") from None
-    if not math.isfinite(value):
-        raise ValueError(f"{path}, line {line}: column {column!r} must be finite, got {text.strip()!r}")
-    return value
+        rows += 1
+        for c, k in index.items():
+            cell = row[k]
+            try:
+                value = float(cell)
+            except ValueError:
+                if c in strict:
+                    raise ValueError(f"{path}, line {line}: column {c!r} must be numeric, got "
+                                     f"{cell.strip()!r}") from None
+                if c not in bad:
+                    bad[c] = (line, cell.strip())
+                    values.pop(c, None)
+                continue
+            if not (math.isfinite(value) and abs(value) <= MAX_ABS_VALUE):
+                if columns is not None and c not in strict:     # a time column: not data
+                    bad.setdefault(c, (line, cell.strip()))
+                    values.pop(c, None)
+                    continue
+                what = "finite" if not math.isfinite(value) else f"within +-{MAX_ABS_VALUE:g}"
+                raise ValueError(f"{path}, line {line}: column {c!r} must be {what}, got "
+                                 f"{cell.strip()!r}")
+            numeric[c] = True
+            if c in values:
+                values[c].append(value)
+    return header, _Found(rows, values, numeric, bad)
 
 
 def fit_scaler(values, method: str = "maxabs") -> Scaler:
@@ -153,6 +252,18 @@ def fit_scaler(values, method: str = "maxabs") -> Scaler:
     else:
         center, scale = (hi + lo) / 2, (hi - lo) / 2
     return Scaler(center, scale)
+
+
+def check_values(series: Series) -> None:
+    """Every value finite and within +-MAX_ABS_VALUE: larger ones overflow when squared (the
+    RMSE in data units) or scaled; ValueError naming the column and row otherwise."""
+    v = series.values
+    bad = ~(np.isfinite(v) & (np.abs(v) <= MAX_ABS_VALUE))
+    if np.any(bad):
+        i, j = (int(k) for k in np.argwhere(bad)[0])
+        raise ValueError(f"column {series.columns[j]!r}, row {i}: the value {v[i, j]!r} is not "
+                         f"a finite number within +-{MAX_ABS_VALUE:g} (larger values overflow "
+                         "float64 when squared); rescale the column")
 
 
 def check_columns(series: Series, rows: int) -> None:
@@ -207,9 +318,15 @@ def build_dataset(series: Series, window: int, inputs: str, targets=None,
                          f"{list(series.columns)}")
     target_cols = tuple(series.columns.index(t) for t in targets)
     train_rows = n_train + window                            # rows the training windows touch
+    check_values(series)
     check_columns(series, train_rows)
     scaler = fit_scaler(series.values[:train_rows], scaling)
-    scaled = scaler.transform(series.values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scaled = scaler.transform(series.values)
+    if not np.all(np.isfinite(scaled)):
+        j = int(np.argwhere(~np.isfinite(scaled))[0, 1])
+        raise ValueError(f"column {series.columns[j]!r} cannot be scaled with {scaling!r}: "
+                         "its scaled values overflow float64; rescale the column")
     return Dataset(series, scaler, inputs, window, target_cols,
                    make_windows(scaled, window, inputs, target_cols, 0, n_train),
                    make_windows(scaled, window, inputs, target_cols, n_train, n_val))
