@@ -5,7 +5,6 @@ import io
 import json
 import os
 import signal
-import struct
 import subprocess
 import sys
 import time

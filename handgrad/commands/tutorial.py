@@ -2,7 +2,6 @@
 tutorial's own data, and each of its bugs with its measured effect."""
 from __future__ import annotations
 
-import argparse
 import os
 
 from ._types import int_at_least

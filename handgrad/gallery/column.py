@@ -23,7 +23,7 @@ def column_rnn(spec, dtype=np.float64):
         U, W, V, b, c = (None if p is None else np.asarray(p, dtype) for p in params)
         xs = np.asarray(xs, dtype)
         B, T, _ = xs.shape
-        H, O = W.shape[0], V.shape[0]
+        H = W.shape[0]
         k = T if spec.truncation is None else spec.truncation.k
         bias = (lambda v: v[:, None]) if b is not None else (lambda v: 0)
         # outputs first, to get dL/do for every (sample, step) from one loss call
