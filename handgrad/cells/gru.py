@@ -6,6 +6,9 @@
     n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)      reset "before" (Cho et al., d2l)
     h_t = (1 - z_t) * n_t + z_t * h_{t-1}
 
+1 - z_t is computed as sigmoid(-a_z), not by a subtraction: as the update gate closes (z_t -> 1)
+1 - z_t rounds to 0 while its true value, e^{-a_z}, still carries n_t's share of h_t.
+
 Size letters: T steps, B batch, H hidden units, n steps handled at once. State s_t = h_t (S = H),
 G = 3; P_t = W_ih x_t + b_ih holds the input side of all three blocks.
 """
@@ -23,6 +26,7 @@ class Cache(NamedTuple):
     gates: np.ndarray    # (T, B, 3H) r_t, z_t, n_t
     deriv: np.ndarray    # (T, B, 3H) sigmoid'(a_r), sigmoid'(a_z), tanh'(a_n)
     inner: np.ndarray    # (T, B, H)  after: W_hn h_{t-1} + b_hn; before: r_t * h_{t-1}
+    keep: np.ndarray     # (T, B, H)  1 - z_t = sigmoid(-a_z), exact as z_t -> 1
 
 
 class GRU:
@@ -50,6 +54,7 @@ class GRU:
         hs[0] = s0
         gates = np.empty((T, B, 3 * H), P.dtype)
         inner = np.empty((T, B, H), P.dtype)
+        keep = np.empty((T, B, H), P.dtype)
         after = self.reset == "after"
         W_rz, W_n = w.W_rec[:2 * H], w.W_rec[2 * H:]
         b_rz = None if w.b_rec is None else w.b_rec[:2 * H]
@@ -63,6 +68,7 @@ class GRU:
                 a[:, :2 * H] += rec[:, :2 * H]                     # a_r, a_z
                 sig(a[:, :2 * H], out=g[:, :2 * H])                # r_t, z_t
                 r, z = g[:, :H], g[:, H:2 * H]
+                sig(-a[:, H:2 * H], out=keep[t])                   # 1 - z_t, without cancelling
                 if after:
                     inner[t] = rec[:, 2 * H:]                      # W_hn h_{t-1} + b_hn
                     a[:, 2 * H:] += r * inner[t]                   # a_n = ... + r * (...)
@@ -72,19 +78,19 @@ class GRU:
                     if b_n is not None:
                         a[:, 2 * H:] += b_n
                 n = tanh(a[:, 2 * H:], out=g[:, 2 * H:])           # n_t
-                hs[t + 1] = n + z * (h_prev - n)                   # h_t = (1 - z) n + z h_{t-1}
+                hs[t + 1] = keep[t] * n + z * h_prev               # h_t = (1 - z) n + z h_{t-1}
         if not derivative:
             return hs, None
         act_derivative("sigmoid", P[..., :2 * H], out=P[..., :2 * H])
         act_derivative("tanh", P[..., 2 * H:], out=P[..., 2 * H:])
-        return hs, Cache(gates, P, inner)
+        return hs, Cache(gates, P, inner, keep)
 
     def back(self, w, cache, states, lo: int, hi: int, ds):
         H = ds.shape[-1]
         h_prev = states[lo:hi]
         g, d = cache.gates[lo:hi], cache.deriv[lo:hi]
         r, z, n = g[..., :H], g[..., H:2 * H], g[..., 2 * H:]
-        dn = ds * (1 - z)                                  # h = (1 - z) n + z h_prev
+        dn = ds * cache.keep[lo:hi]                        # h = (1 - z) n + z h_prev
         dz = ds * (h_prev - n)
         da_n = dn * d[..., 2 * H:]                         # n = tanh(a_n)
         da_z = dz * d[..., H:2 * H]                        # z = sigmoid(a_z)
