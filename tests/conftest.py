@@ -4,8 +4,10 @@
   ci        derandomized (same cases every run), no deadline, no example database
   thorough  thousands of examples per property; run before a release
 """
+import importlib
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 _common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
@@ -15,3 +17,12 @@ settings.register_profile("thorough", max_examples=2000, **_common)
 
 _default = "ci" if os.environ.get("CI") else "dev"
 settings.load_profile(os.environ.get("HANDGRAD_PROFILE", _default))
+
+
+def need(module_name: str):
+    """Import an optional test dependency (jax, torch): outside CI a missing one skips the
+    calling test module or test (`pytest.importorskip`); in CI (env CI set) it fails loudly with
+    ImportError, so a broken CI image cannot turn the JAX or torch proofs into silent skips."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module_name)
+    return pytest.importorskip(module_name)
