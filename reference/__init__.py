@@ -40,6 +40,7 @@ import jax.numpy as jnp  # noqa: E402  (after enabling float64)
 import numpy as np  # noqa: E402
 
 from handgrad._validate import check_inputs  # noqa: E402
+from handgrad.spec import Chunks, Window  # noqa: E402
 
 __all__ = ["loss_and_grads", "loss", "act", "cut_step", "divisor", "surrogate_loss"]
 
@@ -225,13 +226,12 @@ def cut_step(truncation, t: int) -> int:
     """
     if truncation is None:
         return 0
-    name = type(truncation).__name__
-    if name == "Window":
-        k1, k2 = 1, truncation.k + 1
-    elif name == "Chunks":
-        k1, k2 = truncation.k, truncation.k
+    if isinstance(truncation, Window):
+        k1, k2 = 1, truncation.k + 1                  # Window(k) = TBPTT(1, k + 1)
+    elif isinstance(truncation, Chunks):
+        k1, k2 = truncation.k, truncation.k           # Chunks(k) = TBPTT(k, k)
     else:
-        k1, k2 = truncation.k1, truncation.k2
+        k1, k2 = truncation.k1, truncation.k2         # TBPTT(k1, k2)
     tau = k1 * math.ceil(t / k1)                      # the end of t's chunk
     return max(0, tau - k2)
 
@@ -252,10 +252,11 @@ def surrogate_loss(params, state0, xs_tm, ys_tm, spec):
     """
     T, B = len(xs_tm), hidden(state0, spec).shape[0]
     steps = list(range(1, T + 1)) if spec.output == "all" else [T]   # the output steps
-    real = forward(params, spec, xs_tm, state0)                     # s_0 .. s_T
     by_cut = {}                                                     # cut -> its loss steps
     for t in steps:
         by_cut.setdefault(cut_step(spec.truncation, t), []).append(t)
+    # s_0 .. s_T of the real forward pass (only a cut needs them: skipped for full BPTT)
+    real = forward(params, spec, xs_tm, state0) if max(by_cut) > 0 else None
     total = 0.0
     for j, ts in by_cut.items():
         assert 0 <= j < min(ts)
@@ -344,10 +345,9 @@ def loss_and_grads(params, xs, ys, spec, h0=None, wrt_h0: bool = False, wrt_xs: 
     jparams, state0, xs_tm, ys_tm, spec = _prepare(params, xs, ys, spec, h0)
     value, (g, dstate0, dxs_tm) = jax.value_and_grad(surrogate_loss, argnums=(0, 1, 2))(
         jparams, state0, xs_tm, ys_tm, spec)
-    present = set(type(g)._fields) if spec.bias else \
-        {"U", "W", "V", "W_ih", "W_hh"}                 # the zero biases were not parameters
-    grads = type(g)(**{n: None if a is None or n not in present else _as_numpy(a)
-                       for n, a in g._asdict().items()})
+    if not spec.bias:                                 # the zero biases were not parameters
+        g = g._replace(**{n: None for n in ("b", "c", "b_ih", "b_hh") if n in g._fields})
+    grads = type(g)(*(None if a is None else _as_numpy(a) for a in g))
     out = (float(value), grads)
     if wrt_h0:
         out += (tuple(_as_numpy(d) for d in dstate0) if spec.cell == "lstm"
