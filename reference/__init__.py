@@ -111,30 +111,29 @@ def elman_step(U, W, b, x_t, h_prev, activation: str):
     return act(activation, a)                         # h_t = act(a_t)
 
 
-def _block(m, g, H):
-    """Gate block g of a stacked (G H, ...) weight or (G H,) bias: rows [g H, (g + 1) H)."""
-    return m[g * H:(g + 1) * H]
-
-
 @partial(jax.jit, static_argnums=(6,))
 def gru_step(W_ih, W_hh, b_ih, b_hh, x_t, h_prev, reset: str):
-    """h_t (B, H) of the GRU (PyTorch's layout, blocks r, z, n). W_ih (3H, D), W_hh (3H, H),
-    b_ih, b_hh (3H,); reset "after" (PyTorch) or "before" (Cho et al.)."""
+    """h_t (B, H) of the GRU (PyTorch's layout: gate blocks r, z, n of H rows each).
+    W_ih (3H, D), W_hh (3H, H), b_ih, b_hh (3H,); reset "after" (PyTorch) or "before" (Cho et al.).
+
+    W_ir x_t + b_ir is block r of W_ih x_t + b_ih (columns [0, H) of `gi` below), and so on."""
     H = W_hh.shape[1]
-    Wi = [_block(W_ih, g, H) for g in range(3)]       # W_ir, W_iz, W_in
-    Wh = [_block(W_hh, g, H) for g in range(3)]       # W_hr, W_hz, W_hn
-    bi = [_block(b_ih, g, H) for g in range(3)]       # b_ir, b_iz, b_in
-    bh = [_block(b_hh, g, H) for g in range(3)]       # b_hr, b_hz, b_hn
+    r_, z_, n_ = slice(0, H), slice(H, 2 * H), slice(2 * H, 3 * H)   # the gate blocks
+    gi = x_t @ W_ih.T + b_ih                          # blocks r, z, n of W_ih x_t + b_ih
+    if reset == "after":
+        gh = h_prev @ W_hh.T + b_hh                   # blocks r, z, n of W_hh h_{t-1} + b_hh
+    else:                                             # blocks r, z (n's multiplies r_t * h_{t-1})
+        gh = h_prev @ W_hh[:2 * H].T + b_hh[:2 * H]
     # r_t = sigmoid(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)
-    r = sigmoid(x_t @ Wi[0].T + bi[0] + h_prev @ Wh[0].T + bh[0])
+    r = sigmoid(gi[:, r_] + gh[:, r_])
     # z_t = sigmoid(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)
-    z = sigmoid(x_t @ Wi[1].T + bi[1] + h_prev @ Wh[1].T + bh[1])
+    z = sigmoid(gi[:, z_] + gh[:, z_])
     if reset == "after":
         # n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))
-        n = tanh(x_t @ Wi[2].T + bi[2] + r * (h_prev @ Wh[2].T + bh[2]))
+        n = tanh(gi[:, n_] + r * gh[:, n_])
     else:
         # n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)
-        n = tanh(x_t @ Wi[2].T + bi[2] + (r * h_prev) @ Wh[2].T + bh[2])
+        n = tanh(gi[:, n_] + (r * h_prev) @ W_hh[n_].T + b_hh[n_])
     return (1.0 - z) * n + z * h_prev                 # h_t = (1 - z_t) * n_t + z_t * h_{t-1}
 
 
