@@ -14,6 +14,7 @@ cover every size.
 
 Size letters: B batch, T time steps, D inputs, H hidden units, O outputs (O = H without a head).
 """
+import importlib.util
 import subprocess
 import sys
 from typing import NamedTuple, Optional
@@ -264,46 +265,42 @@ def test_a_cut_stops_the_gradient_into_earlier_inputs_and_h0(cell):
 
 # --- the reduction divisors, checked independently (issue 15.4) -----------------------------
 
-def _independent_loss_and_grad(loss, reduction, o, y):
-    """The reduced loss of outputs o (B, S, O) and targets y, and its gradient with respect to
-    o, by PyTorch's functional losses and autograd when torch is installed (mean: MSELoss and
-    CrossEntropyLoss), else by explicit numpy formulas. The linear loss <y, o> has no PyTorch
-    counterpart: numpy (np.mean counts the elements)."""
-    B = o.shape[0]
-    try:
-        import torch
-        import torch.nn.functional as F
-    except ImportError:
-        torch = None
-    if loss == "linear":
-        total = {"sum": np.sum(y * o), "mean": np.mean(y * o),
-                 "batch_mean": np.sum(y * o) / B}[reduction]
-        grad = y / {"sum": 1, "mean": y.size, "batch_mean": B}[reduction]
-        return float(total), grad
-    if torch is not None:
-        ot = torch.tensor(o, dtype=torch.float64, requires_grad=True)
-        torch_reduction = "sum" if reduction == "batch_mean" else reduction
-        if loss == "cross_entropy":
-            value = F.cross_entropy(ot.reshape(-1, o.shape[-1]), torch.tensor(y).reshape(-1),
-                                    reduction=torch_reduction)
-        else:
-            value = F.mse_loss(ot, torch.tensor(y, dtype=torch.float64),
-                               reduction=torch_reduction)
-            value = 0.5 * value if loss == "half_squared" else value
-        value = value / B if reduction == "batch_mean" else value
-        value.backward()
-        return float(value.detach()), ot.grad.numpy()
+def _numpy_loss_and_grad(loss, reduction, o, y):
+    """The reduced loss of outputs o (B, S, O) and targets y ((B, S, O) floats or (B, S) class
+    ids), and its gradient with respect to o, by explicit numpy formulas: "mean" divides by the
+    number of elements (one per class-id target for cross-entropy), "batch_mean" by B."""
     if loss == "cross_entropy":
         z = o - o.max(axis=-1, keepdims=True)
-        p = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)
+        p = np.exp(z) / np.exp(z).sum(axis=-1, keepdims=True)      # softmax(o)
         terms = -np.log(np.take_along_axis(p, y[..., None], axis=-1))
         dterms = p - np.eye(o.shape[-1])[y]
-        count = y.size                          # one element per class-id target
+    elif loss == "linear":
+        terms, dterms = y * o, y
     else:
         half = 0.5 if loss == "half_squared" else 1.0
-        terms, dterms, count = half * (o - y) ** 2, 2 * half * (o - y), y.size
-    n = {"sum": 1, "mean": count, "batch_mean": B}[reduction]
+        terms, dterms = half * (o - y) ** 2, 2 * half * (o - y)
+    n = {"sum": 1, "mean": y.size, "batch_mean": o.shape[0]}[reduction]
     return float(np.sum(terms) / n), dterms / n
+
+
+def _torch_loss_and_grad(loss, reduction, o, y):
+    """The same by PyTorch's functional losses (their reduction="mean" is MSELoss's and
+    CrossEntropyLoss's) and autograd; None for the linear loss (no PyTorch counterpart)."""
+    import torch
+    import torch.nn.functional as F
+    if loss == "linear":
+        return None
+    ot = torch.tensor(o, requires_grad=True)
+    torch_reduction = "sum" if reduction == "batch_mean" else reduction
+    if loss == "cross_entropy":
+        value = F.cross_entropy(ot.reshape(-1, o.shape[-1]), torch.tensor(y).reshape(-1),
+                                reduction=torch_reduction)
+    else:
+        value = F.mse_loss(ot, torch.tensor(y), reduction=torch_reduction)
+        value = 0.5 * value if loss == "half_squared" else value
+    value = value / o.shape[0] if reduction == "batch_mean" else value
+    value.backward()
+    return float(value.detach()), ot.grad.numpy()
 
 
 @pytest.mark.parametrize("output", ["all", "last"])
@@ -312,7 +309,8 @@ def _independent_loss_and_grad(loss, reduction, o, y):
 def test_reduction_divisors_match_pytorch(loss, reduction, output):
     """A model whose outputs are its inputs (identity Elman cell, U = I, W = 0, no bias, no
     head: o_t = h_t = x_t exactly), so the loss and dL/dxs of handgrad and of the reference must
-    be PyTorch's (or numpy's) loss of xs and its gradient: that pins the divisor of every
+    be PyTorch's loss of xs and its gradient (numpy's formulas when torch is not installed, and
+    for the linear loss; checked against PyTorch's when it is): that pins the divisor of every
     reduction, cross-entropy's B S ("mean" over class-id targets) included. B = 3, T = 2,
     O = 4, so B S O, B S, B and their look-alikes (S O, B O) differ (for output="last", S = 1,
     cross-entropy's mean is batch_mean, as the contract says)."""
@@ -326,7 +324,13 @@ def test_reduction_divisors_match_pytorch(loss, reduction, output):
     ys = rng.integers(0, O, lead) if loss == "cross_entropy" else rng.normal(size=lead + (O,))
     o = xs[:, -1:] if output == "last" else xs                      # (B, S, O)
     y = ys[:, None] if output == "last" else ys
-    want, dwant = _independent_loss_and_grad(loss, reduction, o, y)
+    want, dwant = _numpy_loss_and_grad(loss, reduction, o, y)
+    if importlib.util.find_spec("torch") is not None:
+        by_torch = _torch_loss_and_grad(loss, reduction, o, y)
+        if by_torch is not None:
+            assert hg.rel_error(want, by_torch[0]) <= TOL       # numpy's formulas are PyTorch's
+            assert hg.rel_error(dwant, by_torch[1]) <= TOL
+            want, dwant = by_torch
     dwant_xs = np.zeros_like(xs)
     dwant_xs[:, T - o.shape[1]:] = dwant
     for name, fn in (("handgrad", hg.loss_and_grads), ("reference", reference.loss_and_grads)):
