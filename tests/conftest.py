@@ -7,8 +7,10 @@
 
 HANDGRAD_MUTANT=<name> installs that mistake of tests/mutants.py for the whole session.
 """
+import importlib
 import os
 
+import pytest
 from hypothesis import HealthCheck, Phase, settings
 
 _common = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
@@ -23,6 +25,16 @@ settings.register_profile("mutation", settings.get_profile("ci"),
 
 _default = "ci" if os.environ.get("CI") else "dev"
 settings.load_profile(os.environ.get("HANDGRAD_PROFILE", _default))
+
+
+def need(module_name: str):
+    """Import an optional test dependency (jax, torch): outside CI a missing one skips the
+    calling test module or test (`pytest.importorskip`); in CI (env CI set) it fails loudly with
+    ImportError, so a broken CI image cannot turn the JAX or torch proofs into silent skips."""
+    if os.environ.get("CI"):
+        return importlib.import_module(module_name)
+    return pytest.importorskip(module_name)
+
 
 if os.environ.get("HANDGRAD_MUTANT"):
     import sys
