@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 
+import handgrad as hg
 from handgrad import checks, cli
 
 
@@ -38,11 +39,14 @@ def test_check_json_is_machine_readable():
 def test_the_tour_covers_the_family():
     specs = [s for s, _, _ in checks.check_specs()]
     scales = {scale for _, scale, _ in checks.check_specs()}
-    assert {s.activation for s in specs} == {"sigmoid", "tanh"}
+    assert {s.activation for s in specs if s.cell == "elman"} == set(hg.spec.ACTIVATIONS)
+    assert {(s.cell, s.gru_reset) for s in specs} == {("elman", "after"), ("gru", "after"),
+                                                     ("gru", "before"), ("lstm", "after")}
     assert {s.bias for s in specs} == {True, False}
+    assert {s.head for s in specs} == {True, False}
     assert {s.output for s in specs} == {"last", "all"}
-    assert {s.loss for s in specs} == {"half_squared", "squared", "cross_entropy"}
-    assert {s.reduction for s in specs} == {"sum", "mean"}
+    assert {s.loss for s in specs} == set(hg.spec.LOSSES)
+    assert {s.reduction for s in specs} == set(hg.spec.REDUCTIONS)
     assert {type(s.truncation).__name__ for s in specs} == {"NoneType", "Window", "Chunks", "TBPTT"}
     assert scales == {"small", "moderate", "saturating", "tutorial"}
     assert {h0 for _, _, h0 in checks.check_specs()} == {True, False}
@@ -53,12 +57,14 @@ def test_check_exits_1_and_says_fail_when_a_gradient_is_wrong(monkeypatch, capsy
 
     def off_by_a_little(case, implementation=None):
         answer = real(case)
-        return answer._replace(grads=answer.grads._replace(W=answer.grads.W * (1 + 1e-9)))
+        rec = "W" if "W" in answer.grads._fields else "W_hh"       # W, or W_hh of a gated cell
+        return answer._replace(grads=answer.grads._replace(
+            **{rec: getattr(answer.grads, rec) * (1 + 1e-9)}))
 
     monkeypatch.setattr(checks, "hand", off_by_a_little)
     assert cli.main(["check", "--quick"]) == 1
     text = capsys.readouterr().out
-    assert "FAIL" in text and "(W)" in text
+    assert "FAIL" in text and "(W)" in text and "(W_hh)" in text
     assert f"FAIL: {len(checks.check_specs())} of {len(checks.check_specs())} specs disagree" in text
 
 

@@ -117,7 +117,7 @@ def _alive(pid: int) -> bool:
      "the command exited with status 3: cannot open"),
     ("true {case} {out}", "bad_output", "wrote no candidate file to {out}"),
     ("echo '{\"grad_U\": 1}' > {out} # {case}", "bad_output",
-     "the candidate file is unusable: {out}: a candidate file (spec.bias=True) is missing"),
+     "the candidate file is unusable: {out}: a candidate file (cell=elman, bias=True, head=True) is missing"),
 ])
 def test_a_failing_program_is_reported(command, kind, words):
     with pytest.raises(CandidateError) as info:

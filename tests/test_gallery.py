@@ -44,7 +44,8 @@ DIAGNOSED = {
     "window_off_by_one": ("Window(1)", "where the spec asks for Window(2)"),
     "mean_vs_sum": ("reduction='sum'", "mean vs sum"),
     "biases_summed": ({"b": 2.0}, "bias_ih and bias_hh were added"),
-    "mean_over_batch_only": (10.0, "a mean over the batch only: divided by B=3"),
+    # a mean over the batch only is reduction='batch_mean' (version 2 of the contract)
+    "mean_over_batch_only": ("reduction='batch_mean'", "the spec says reduction='mean'"),
     "clipped_gradient": ("clip", "gradient clipping"),
     "ignores_h0": ("h0 = 0 (h0 ignored)", "check it with h0=False"),
     "other_activation": ("activation='sigmoid'", "the spec says activation='tanh'"),

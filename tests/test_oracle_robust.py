@@ -221,7 +221,7 @@ def test_sizes_fix_every_shape_and_values_still_vary():
     report = check(recording, SPEC, max_examples=25, sizes=(2, 7, 3, 5, 2), save_dir=None)
     assert report.examples == 25
     assert {s[:3] for s in seen} == {((2, 7, 3), (5, 5), (2, 5))}
-    assert len({s[3] for s in seen}) > 20
+    assert len({s[3] for s in seen}) > len(seen) // 2      # the values are drawn anew
 
 
 def test_sizes_still_find_and_report_a_mistake():

@@ -37,16 +37,18 @@ def _rng(*arrays) -> np.random.Generator:
 
 def perturb_ulps(x, ulps: int, rng, coherent: bool = False):
     """x moved by up to `ulps` ulps per element (random count and direction), or by exactly
-    `ulps` ulps towards +inf when `coherent`."""
+    `ulps` ulps towards +inf when `coherent`. Exact zeros stay zero: tanh(0), relu(a <= 0) are
+    exact in every library (a subnormal in their place would be an infinite relative error)."""
     x = np.array(x)
     if ulps == 0:
         return x
+    zero = x == 0
     steps = (np.full(x.shape, ulps) if coherent else rng.integers(-ulps, ulps + 1, x.shape))
     up = np.asarray(np.inf, x.dtype)
     for i in range(1, ulps + 1):
         x = np.where(steps >= i, np.nextafter(x, up), x)
         x = np.where(steps <= -i, np.nextafter(x, -up), x)
-    return x
+    return np.where(zero, 0.0, x).astype(x.dtype)
 
 
 def roundoff_rnn(spec, dtype=np.float64, ulps=None, coherent: bool = False, returned=None):

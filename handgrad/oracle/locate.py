@@ -145,8 +145,9 @@ def _sentence(param: str, wrong: tuple, worst, T: int, names) -> str:
                     f"matches), so d{rec} is assembled wrongly from dL/da_t and h_{{t-1}} "
                     "(paired with h_t instead of h_{t-1}? transposed?)")
         if param in ("h0", "c0"):
+            how = "dh0 = W^T dL/da_1" if w_name == "U" else "through step 1's gates and state"
             return (f"time step: dL/da_t is right at every step (every step's d{w_name} term "
-                    f"matches), so d{param} is taken wrongly from step 1")
+                    f"matches), so d{param} is taken wrongly from dL/da_1 ({how})")
         return f"time step: every step's {terms} match; the error is in how they are summed"
     text = f"time step: the {terms} of {_ranges(wrong)} are wrong (worst at t={worst})"
     if right:
