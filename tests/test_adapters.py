@@ -1,7 +1,6 @@
 """handgrad.adapters: a PyTorch module or a JAX loss function becomes a candidate in one call,
 with parameters mapped by name (PyTorch's two biases, flax's transposed kernels); the runnable
 examples of docs/oracle.md."""
-import os
 import runpy
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from hypothesis import settings
 import handgrad as hg
 from handgrad import adapters
 from handgrad.oracle import GradientMismatch, check, identify
+from conftest import need
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = (3, 7, 2, 4, 2)          # B, T, D, H, O
@@ -20,13 +20,6 @@ def searched(n: int) -> int:
     """`n` cases under the dev and ci profiles, a quarter of the profile's count under
     `thorough` (500): correct candidates must pass the harder search too."""
     return max(n, settings().max_examples // 4)
-
-
-def need(module: str):
-    """Import `module`; outside CI a missing one skips, in CI it fails loudly."""
-    if os.environ.get("CI"):
-        return __import__(module)
-    return pytest.importorskip(module)
 
 
 # ----------------------------------------------------------------- PyTorch

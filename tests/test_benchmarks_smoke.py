@@ -4,14 +4,14 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from handgrad import TOLERANCES
+from conftest import need
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "benchmarks", "run.py")
 
-pytest.importorskip("jax")
+need("jax")
 
 
 def test_quick_run_prints_table_and_writes_json(tmp_path):

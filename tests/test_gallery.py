@@ -7,6 +7,7 @@ from hypothesis import settings
 import handgrad as hg
 from handgrad.gallery import MISTAKES, chunked_rnn, column_rnn, rnn, tutorial_rnn
 from handgrad.oracle import GradientMismatch, check, identify
+from conftest import need
 
 FULL = hg.Spec()                                        # tanh, bias, many-to-many, full BPTT
 ONES = {"B": 1, "T": 1, "D": 1, "H": 1, "O": 1}
@@ -140,7 +141,7 @@ def test_window_style_is_identified(k):
 
 @pytest.fixture(scope="module")
 def torch_rnn():
-    pytest.importorskip("torch")
+    need("torch")
     from handgrad.gallery.torch_style import torch_rnn
     return torch_rnn
 

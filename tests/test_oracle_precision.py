@@ -18,6 +18,7 @@ from handgrad.oracle.evaluate import call_candidate, compare, expected_answer
 from handgrad.params import Params
 from handgrad.strategies import Case, make_case
 from handgrad.tolerances import TOLERANCES, gamma, sum_depth
+from conftest import need
 
 NAMES = ("loss", "U", "W", "V", "b", "c", "h0")
 CHECK_SIZES = (3, 6, 3, 4, 3)            # hg.check's default max_B, max_T, max_D, max_H, max_O
@@ -206,7 +207,7 @@ def test_xla_like_tanh_on_saturated_units_passes():
 
 
 def test_jax_float64_tanh_candidate_passes_saturated_cases():
-    jax = pytest.importorskip("jax")
+    jax = need("jax")
     import reference  # noqa: F401  (switches on float64)
     import jax.numpy as jnp
 

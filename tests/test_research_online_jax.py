@@ -3,18 +3,14 @@ TOLERANCES["jax"], over the Elman family (every activation, output, loss, reduct
 shapes (JAX compiles per shape;
 see test_reference.py). RTRL == hand BPTT is proven in test_research_online.py over every shape.
 """
-import os
-
 import pytest
 
 import handgrad as hg
+from conftest import need
 from handgrad.research import rtrl_grads
 from handgrad.strategies import make_case
 
-if os.environ.get("CI"):
-    import jax  # noqa: F401  (in CI a missing JAX must fail, not skip)
-else:
-    pytest.importorskip("jax")
+need("jax")                     # skips outside CI when jax is missing; fails in CI
 import reference  # noqa: E402
 
 TOL = hg.TOLERANCES["jax"]

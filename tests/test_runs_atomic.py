@@ -13,6 +13,7 @@ import pytest
 from handgrad._files import RunFolder
 from handgrad.cli import main
 from handgrad.train.model import load_model
+from conftest import need
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -290,7 +291,7 @@ def test_check_json_full_and_quick(capsys):
 
 
 def test_check_json_with_jax(capsys):
-    pytest.importorskip("jax") if not os.environ.get("CI") else None
+    need("jax")
     code = main(["check", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert code == 0 and "jax" in doc["methods"]

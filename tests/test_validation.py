@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import handgrad as hg
 from handgrad.params import tree_leaves, tree_map
 from handgrad.strategies import cases, make_case
+from conftest import need
 
 SPEC = hg.Spec(activation="tanh", bias=True, output="all", loss="half_squared")
 CE = hg.Spec(output="all", loss="cross_entropy")
@@ -17,7 +18,7 @@ P = CASE.params
 
 
 def _reference():
-    pytest.importorskip("jax")
+    need("jax")
     import reference
     return reference.loss_and_grads
 
