@@ -57,9 +57,11 @@ def _abs_backward(case, xs_tm, hs, dact, dos) -> dict:
     states (T + 1, B, H), derivatives (T, B, H) and output gradients (S, B, O).
     Returns name -> array for U, W, V (b, c) and h0 (bptt internals: port with the cell)."""
     absolute = case.params._replace(**{k: np.abs(v) for k, v in case.params.arrays().items()})
-    grads, dh0, _ = backward(absolute, np.abs(xs_tm), Forward(hs, dact), dos, case.spec)
+    grads, dh0, dxs_tm = backward(absolute, np.abs(xs_tm), Forward(hs, dact), dos, case.spec,
+                                  wrt_xs=True)
     out = grads.arrays()
     out["h0"] = dh0
+    out["xs"] = np.swapaxes(dxs_tm, 0, 1)                            # (B, T, D)
     return out
 
 

@@ -11,7 +11,7 @@ such alternative (hand BPTT, so each costs one small gradient) and says which on
 matches.
 
 The alternatives come from the Spec's allowed values (`handgrad.spec.ACTIVATIONS`, `LOSSES`,
-`REDUCTIONS`, and every truncation convention that differs on the case's length), so values
+`REDUCTIONS`, `GRU_RESETS`, and every truncation convention that differs on the case's length), so values
 added to the Spec are tried without a change here. A value that does not apply to the case
 (a loss whose targets have another type, a field a cell does not allow) is skipped.
 """
@@ -24,14 +24,14 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .. import spec as spec_module
-from ..bptt import loss_and_grads
 from ..losses import loss_count
 from ..spec import Window
 from ..tolerances import rel_error
-from .evaluate import Answer, Expected
+from .evaluate import Answer, Expected, expected_answer
 
 # Spec fields whose alternatives are tried, and the module-level tuple of each one's values
-FIELDS = (("activation", "ACTIVATIONS"), ("loss", "LOSSES"), ("reduction", "REDUCTIONS"))
+FIELDS = (("activation", "ACTIVATIONS"), ("loss", "LOSSES"), ("reduction", "REDUCTIONS"),
+          ("gru_reset", "GRU_RESETS"))      # the GRU's reset before/after the product
 
 
 class Alternative(NamedTuple):
@@ -78,13 +78,9 @@ def _expected(case, spec, h0_ignored: bool) -> Optional[Expected]:
     """The exact answer of `case` under `spec` (h0 = 0 if `h0_ignored`), or None if `spec`
     does not apply to the case's arrays."""
     try:
-        loss, grads, dh0 = loss_and_grads(case.params, case.xs, case.ys, spec,
-                                          h0=None if h0_ignored else case.h0, wrt_h0=True)
+        return expected_answer(case._replace(spec=spec, h0=None if h0_ignored else case.h0))
     except (ValueError, TypeError):
         return None
-    out = grads.arrays()
-    out["h0"] = dh0
-    return Expected(float(loss), out)
 
 
 def alternatives(case, truncations=None, combine: bool = False) -> list[Alternative]:
