@@ -126,3 +126,14 @@ def test_pytorch_modules_pass(torch, kind, spec):
     report = check(from_torch(rnn, spec, head, detach_every=k), spec,
                    max_examples=searched(30), save_dir=None)
     assert report.examples == searched(30)
+
+
+def test_identify_names_a_layers_truncation(torch):
+    """Issue 10: identify tells a layer's candidate (no head, upstream gradients, dx) which
+    convention it implements: PyTorch's LSTM layer detached every 4 steps is Chunks(4)."""
+    from handgrad.adapters import from_torch
+    spec = hg.Spec(cell="lstm", head=False, loss="linear")
+    rnn = torch.nn.LSTM(2, 3, batch_first=True).double()
+    found = identify(from_torch(rnn, spec, None, detach_every=4), spec, save_dir=None)
+    assert found.truncation == hg.Chunks(4)
+    assert identify(elman_layer(LAYER), LAYER, save_dir=None).truncation is None
