@@ -59,14 +59,15 @@ class Case(NamedTuple):
     seed: int
 
 
-def make_case(spec, B, T, D, H, O, scale="moderate", seed=0, h0="given") -> Case:
+def make_case(spec, B, T, D, H, O, scale="moderate", seed=0, h0="given", pad=0) -> Case:
     """A reproducible random case (a local builder: handgrad.strategies.make_case is Elman-only).
 
     Weights from hg.init_params at the weight scale `scale` (a key of WEIGHT_SCALES); biases
     redrawn N(0, 0.5^2) (init_params zeroes them) except for the tutorial's uniform init; inputs
     N(0, 1); ys class ids for cross-entropy, else N(0, 1) floats (targets, or upstream
     gradients for the linear loss); h0 per `h0` (one of H0_KINDS; for non-LSTM cells "h_only"
-    and "c_only" mean "given")."""
+    and "c_only" mean "given"); the first `pad` input steps exactly zero (left padding: without
+    h0 and biases the pre-activations there are exactly 0, where relu'(0) = 0 matters)."""
     rng = np.random.default_rng(seed)
     O = O if spec.head else H
     params = hg.init_params(spec, D, H, O if spec.head else None,
@@ -76,6 +77,7 @@ def make_case(spec, B, T, D, H, O, scale="moderate", seed=0, h0="given") -> Case
                                     params._asdict().items()
                                     if n in ("b", "b_ih", "b_hh", "c") and a is not None})
     xs = rng.normal(size=(B, T, D))
+    xs[:, :pad] = 0.0
     lead = (B,) if spec.output == "last" else (B, T)
     ys = rng.integers(0, O, lead) if spec.loss == "cross_entropy" else rng.normal(size=lead + (O,))
     h = rng.uniform(-0.9, 0.9, (B, H))
@@ -101,8 +103,10 @@ def menu_cases(draw, cell: str):
                    gru_reset=gru_reset)
     B, D, H, O = draw(st.sampled_from(SIZE_MENU))
     T = draw(st.integers(1, MAX_T))
+    pad = draw(st.integers(0, 9).map(lambda c: max(0, c - 7)))     # one time in five: 1 or 2
     return make_case(spec, B, T, D, H, O, scale=draw(st.sampled_from(list(WEIGHT_SCALES))),
-                     seed=draw(st.integers(0, 2**32 - 1)), h0=draw(st.sampled_from(H0_KINDS)))
+                     seed=draw(st.integers(0, 2**32 - 1)), h0=draw(st.sampled_from(H0_KINDS)),
+                     pad=min(pad, T))
 
 
 def errors(case) -> dict:
@@ -151,6 +155,9 @@ def _saturating(cell, activation="tanh", **fields):
 @example(make_case(hg.Spec.tutorial(), 3, 6, 2, 4, 5, scale="tutorial", seed=0))   # saturated
 @example(_saturating("elman", "sigmoid", loss="cross_entropy", reduction="mean"))
 @example(_saturating("elman", "relu", head=False, loss="linear"))
+# relu'(0) = 0 (PyTorch's and JAX's): left-padded inputs, no h0, no bias: a_1 = a_2 = 0 exactly
+@example(make_case(hg.Spec(activation="relu", bias=False, truncation=hg.Window(1)), 3, 4, 2, 4,
+                   5, seed=5, h0="none", pad=2))
 def test_hand_equals_jax_elman(case):
     assert_agrees(case)
 
