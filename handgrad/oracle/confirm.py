@@ -3,13 +3,19 @@
 - Complex step, always: the derivative of the (surrogate) loss along the reported element, and
   along one random direction through every parameter and h0 at once, each one complex loss
   evaluation (`handgrad.directional_derivative`), compared with the hand BPTT.
-- JAX autodiff (`reference.loss_and_grads`), when `reference` and jax are importable: the loss
-  and every gradient.
+- JAX autodiff (`reference.loss_and_grads`): the loss and every gradient, when the `reference`
+  package is already imported in this process (or HANDGRAD_CONFIRM_JAX=1). The oracle does not
+  import it by itself: that takes seconds (the first mismatch would wait for it) and switches JAX
+  to float64 for the whole process (`jax_enable_x64`), which would silently change a user's
+  float32 JAX candidate after the first mismatch.
 
 A disagreement means handgrad itself is wrong; that is raised as `OracleError`, never blamed on
 the candidate.
 """
 from __future__ import annotations
+
+import os
+import sys
 
 import numpy as np
 
@@ -72,7 +78,10 @@ def confirm(case, expected, param: str, index) -> list[str]:
 
 
 def _confirm_jax(case, expected):
-    """The JAX reference's loss and gradients, or None when it is not available."""
+    """The JAX reference's loss and gradients, or None when it is not in use (see the module
+    docstring) or not available."""
+    if "reference" not in sys.modules and os.environ.get("HANDGRAD_CONFIRM_JAX") != "1":
+        return None
     try:
         import reference
         ref_loss_and_grads = reference.loss_and_grads
