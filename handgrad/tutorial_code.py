@@ -5,7 +5,7 @@ oracle's gallery can show, on the tutorial's own data, how far its gradient is f
 (`handgrad.loss_and_grads`) and what each of its mistakes does. It is written in this project's
 own code, following the published algorithm step by step (column vectors, one record at a time);
 every line that departs from correct BPTT is marked ``# BUG n`` with the number of the list in
-the README (and in `BUGS` below).
+docs/training.md (`handgrad tutorial`) and in `BUGS` below.
 
 Size letters: T time steps (the window length), D input features per step, H hidden units,
 O outputs (1 in the tutorial).

@@ -60,7 +60,7 @@ def _peak(T, spec, params, B, D, O, block):
 def test_peak_memory_does_not_grow_with_T(truncation):
     """Peak traced memory for T = 800 and T = 8000 is the same (O(k + block) states), while
     storing all states would grow tenfold. (The T = 100,000, B = 8, H = 64 figure is in
-    benchmarks/sweep_research.py and the README (Truncation research).)"""
+    benchmarks/sweep_research.py and docs/research.md.)"""
     B, D, H, O, block = 8, 4, 32, 2, 50
     spec = hg.Spec(output="all", truncation=truncation)
     params = hg.init_params(spec, D, H, O, seed=0)

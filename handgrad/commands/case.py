@@ -2,7 +2,7 @@
 
 With no option but --out, a small case of the tutorial's spec (sigmoid, no bias, many-to-one,
 1/2 squared error, Window(5)) with B=2, T=8, D=3, H=4, O=1. The format follows the suffix
-(.npz or .json); see the README, section "Any language: case files and candidate files".
+(.npz or .json); see docs/oracle.md, section "Any language: case files and candidate files".
 """
 from __future__ import annotations
 

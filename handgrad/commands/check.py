@@ -109,7 +109,7 @@ def run(args) -> int:
              "error: worst normwise relative error max|hand - other| / max|other| over the loss, "
              "every gradient and dh0",
              "(in brackets: which array; central differences are judged on the whole gradient "
-             "vector, see the README)", *notes]
+             "vector, see docs/proof.md)", *notes]
     print(_table(rows, methods, intro))
     print()
     if failed:

@@ -5,10 +5,9 @@
     hg.replay(".handgrad-failures/W-0123456789ab.npz", candidate)
 
 `candidate(params, xs, ys, h0) -> (loss, grads)` with grads a mapping or an object with U, W, V
-(b, c with bias; optionally h0). See the README, section "The gradient oracle", and
-docs/oracle.md: the diagnosis of a mismatch (`diagnose`), compiled candidates (`sizes=`,
-`handgrad.adapters`), programs in any language (`exec`, `handgrad check --exec`), timeouts and
-nondeterminism (`run`).
+(b, c with bias; optionally h0). See docs/oracle.md: the diagnosis of a mismatch (`diagnose`),
+compiled candidates (`sizes=`, `handgrad.adapters`), programs in any language (`exec`,
+`handgrad check --exec`), timeouts and nondeterminism (`run`).
 """
 from .check import check, replay
 from .confirm import OracleError

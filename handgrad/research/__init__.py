@@ -1,6 +1,6 @@
 """Truncation research: every Window(k) gradient at once, decay diagnostics and adaptive k,
 truncated gradients streamed in O(k) memory, unbiased randomized truncation (ARTBP), and
-training under truncation. See the README, section "Truncation research".
+training under truncation. See docs/research.md.
 Online estimators beside truncation (RTRL, UORO, SnAp-n), one metric set for all of them, and the
 long-sequence profile: docs/estimators.md."""
 from .artbp import (Expectation, TradeoffRow, artbp_expectation, artbp_grads, artbp_tradeoff,
