@@ -14,7 +14,7 @@ A fenced block's language decides what happens to it:
 
 A block with no language is an error (say what it is). The commands of a block run in order,
 through bash, in one temporary folder that holds links to the repository's handgrad/,
-reference/, examples/, benchmarks/ and tests/ (so `examples/rnn_candidate.c` and
+reference/, examples/, benchmarks/, tests/ and pyproject.toml (so `examples/rnn_candidate.c` and
 `handgrad/data/sunspots.csv` resolve as in a clone); each must exit 0. `handgrad` and `python`
 are this interpreter, with this worktree's handgrad.
 
@@ -31,7 +31,8 @@ skipped when there is none (as tests/test_exec.py).
 To see what a block prints (to refresh the output shown after it):
 
     python tests/test_docs.py README.md:42        # the block whose fence opens on line 42
-    python tests/test_docs.py docs/oracle.md      # every block of a page, in order
+    python tests/test_docs.py docs/oracle.md      # every block of a page, in order (slow ones
+                                                  # only under HANDGRAD_PROFILE=thorough)
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = ("python", "console", "sh")
 NOT_RUN = ("text", "json", "cpp", "c", "toml")
-LINKED = ("handgrad", "reference", "examples", "benchmarks", "tests")
+LINKED = ("handgrad", "reference", "examples", "benchmarks", "tests", "pyproject.toml")
 TIMEOUT = 300.0          # seconds per block (a slow block: SLOW_TIMEOUT)
 SLOW_TIMEOUT = 1800.0
 OPTIONAL = ("torch", "jax", "reference")
@@ -275,6 +276,10 @@ def main(argv: list[str]) -> int:
             print(f"no runnable block at {arg}", file=sys.stderr)
             return 2
         for b in chosen:
+            reason = _skip_reason(b)
+            if reason and not (line and b.marker == "slow"):   # a slow block named by its line runs
+                print(f"===== {b.name}: skipped, {reason}", flush=True)
+                continue
             print(f"===== {b.name} ({b.lang}{', ' + b.marker if b.marker else ''})", flush=True)
             start = time.perf_counter()
             failures = run_block(b, echo=True)
