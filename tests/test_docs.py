@@ -265,6 +265,38 @@ def test_console_blocks_have_commands():
     assert not empty, f"console/sh blocks without a command: {empty}"
 
 
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchor(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading: lower case, punctuation dropped, spaces to '-'."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors_of(page: Path) -> set:
+    text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
+    return {anchor(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", text, re.M)}
+
+
+def test_links_between_pages_resolve():
+    """Every relative link and image of the docs points at a file that exists, and every
+    #anchor at a heading of that page."""
+    broken = []
+    for page in PAGES:
+        text = re.sub(r"^```.*?^```", "", page.read_text(encoding="utf-8"), flags=re.M | re.S)
+        for target in LINK.findall(text):
+            if re.match(r"[a-z]+:", target):                  # https:, mailto:
+                continue
+            path, _, frag = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif frag and dest.suffix == ".md" and frag not in anchors_of(dest):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    assert not broken, broken
+
+
 def test_the_parser_reads_commands_and_exit_lines():
     page = ROOT / "README.md"
     block = Block(page, 1, "console", textwrap.dedent("""\
