@@ -236,10 +236,11 @@ def initial_state(h0, B: int, H: int, spec=None):
 
 
 def state_gradient(ds0, spec):
-    """dL/ds_0 in the shape of h0: (B, H), or the pair (dh_0, dc_0) for the LSTM."""
+    """dL/ds_0 in the shape of h0: (B, H), or the pair (dh_0, dc_0) for the LSTM (any leading
+    axes: (..., B, W) -> (..., B, H) or a pair of them)."""
     if spec.cell == "lstm":
         H = ds0.shape[-1] // 2
-        return ds0[:, :H].copy(), ds0[:, H:].copy()
+        return ds0[..., :H].copy(), ds0[..., H:].copy()
     return ds0
 
 
