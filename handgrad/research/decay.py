@@ -44,7 +44,7 @@ from ..cells import cell_for, weights_of
 from ..params import tree_map
 from .sweep import lag_pieces, prepare
 
-MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}   # max over a of act'(a)
+MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "identity": 1.0}   # max of act'(a)
 SATURATED = 1e-2                                  # act'(a) / max act' below this: saturated
 
 
