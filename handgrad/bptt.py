@@ -183,7 +183,8 @@ def window_sweeps(cell, w, fwd: Forward, ds_loss, k: int):
     """`Window(k)` with a loss at every step, all T sweeps at once, one lag at a time
     (`window_lags`): dL/dP_t (T, B, G H), dL/dR_t (or None) and dL/ds_0 (B, W).
 
-    ds_loss: (T, B, W); 0 <= k < T - 1.
+    ds_loss: (T, B, W); 0 <= k <= T - 1 (k = T - 1 is full BPTT; `backward` takes this path for
+    k < T - 1 only, the streaming gradients of handgrad.research for any k).
     """
     T = fwd.states.shape[0] - 1
     dP, dR = np.zeros((T,) + ds_loss.shape[1:2] + w.W_in.shape[:1]), None
