@@ -31,7 +31,8 @@ def test_sweep_equals_each_window_computed_alone(case):
     sweep = truncation_sweep(case.params, case.xs, case.ys, case.spec, h0=case.h0)
     assert list(sweep.ks) == list(range(T))
     assert type(sweep.grads) is type(case.params) is type(sweep.full)
-    assert isinstance(sweep.dh0, tuple) == isinstance(sweep.full_dh0, tuple) == (case.spec.cell == "lstm")
+    lstm = case.spec.cell == "lstm"
+    assert isinstance(sweep.dh0, tuple) == isinstance(sweep.full_dh0, tuple) == lstm
     loss, full, full_dh0 = hg.loss_and_grads(case.params, case.xs, case.ys, _with(case.spec, None), h0=case.h0,
                                              wrt_h0=True)
     assert sweep.loss == pytest.approx(loss, rel=TOL)

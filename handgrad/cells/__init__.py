@@ -74,6 +74,6 @@ def outer_sum(dX, X) -> np.ndarray:
     one matrix product (the time sums of every weight gradient)."""
     M, N = dX.shape[-1], X.shape[-1]
     a, b = dX.reshape(-1, M), X.reshape(-1, N)
-    if a.shape[0] == 1:        # one row (a single step of one sample): the outer product itself,
-        return a[0, :, None] * b[0, None, :]   # the same numbers, without a BLAS call's overhead
+    if a.shape[0] == 1:                  # one row (one step of one sample): the outer product,
+        return a[0, :, None] * b[0, None, :]   # the same numbers without a BLAS call's overhead
     return a.T @ b

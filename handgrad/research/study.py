@@ -141,8 +141,8 @@ def format_table(stages: list[Stage]) -> str:
             facts = (f"sigma_max(W) x max act' = {jf.sigma_max_W:.3g} x {jf.max_derivative:g} = "
                      f"{jf.jacobian_bound:.3g}; saturated {100 * jf.saturated_fraction:.1f}%")
         lines.append(f"[{st.name}] loss {sw.loss:.4g}; gradient norm {prof.grad_norm:.3g}; "
-                     f"decay rate {prof.rate:.3g} per step; {facts}; largest ||ds_t/ds_t-1|| "
-                     f"{jf.jacobian_max:.3g} ({jf.pairs} steps measured)")
+                     f"decay rate {prof.rate:.3g} per step; {facts}; largest ||ds_t/ds_(t-1)||_2 "
+                     f"{jf.jacobian_max:.3g} (of {jf.pairs} (t, b) measured)")
         lines.append(f"  {'k':>3} {'rel error':>10} {'cosine':>9} {'bias':>10} {'bound':>10} "
                      f"{'estimate':>10}")
         bound = prof.bias_bound(sw.ks)
@@ -206,7 +206,7 @@ def plot_stages(stages: list[Stage], title: str, size=(11, 4.2), dpi: int = 100)
         for j, name in enumerate(truncated):
             left.plot(sw.ks, _positive(sw.per_param[name].l2_error), ls, color=f"C{j}",
                       label=f"{st.name}: {name}")
-        left.plot(sw.ks, _positive(st.decay.bias_bound(sw.ks)), ls, color="tab:red", alpha=0.6,
+        left.plot(sw.ks, _positive(st.decay.bias_bound(sw.ks)), ls, color="tab:purple", alpha=0.6,
                   label=f"{st.name}: bound")
         prof = st.decay
         right.plot(prof.lags, _positive(prof.dh_norm), "o", ms=3, color=f"C{i}",
