@@ -164,7 +164,11 @@ def profile_prepared(prep, max_lag=None) -> DecayProfile:
             piece_norm[piece.j] = math.sqrt(sum(_sq(p) for p in parts))
         if piece.j + 1 < L:                        # the terms still going, one lag further back
             dh_norm[piece.j + 1] = math.sqrt(_sq(piece.ds_prev) / piece.ds_prev.shape[0])
-        acc = [p.copy() for p in parts] if acc is None else [a + p for a, p in zip(acc, parts)]
+        if acc is None:
+            acc = [p.copy() for p in parts]
+        else:
+            for a, p in zip(acc, parts):
+                a += p
     grad_sq = sum(_sq(a) for a in acc) + vc_sq
     rate, scale = fit_rate(dh_norm)
     return DecayProfile(np.arange(L), dh_norm, piece_norm, rate, scale, math.sqrt(grad_sq), T,
