@@ -230,17 +230,19 @@ def window_stacks(prep: Prepared, ks: np.ndarray):
         stacks["h0"][kk >= T - 1] = ds0
         totals["h0"] = ds0
         return stacks, totals
-    order = np.argsort(kk, kind="stable")
+    order = np.argsort(kk, kind="stable").tolist()
+    wanted = kk[order].tolist()                   # the lags to keep, ascending
     out = acc = None
     pos = 0
-    for piece in lag_pieces(prep, int(kk.max())):
-        parts = {**piece.grads, "h0": piece.h0}
+    for piece in lag_pieces(prep, wanted[-1]):
+        parts = piece.grads
+        parts["h0"] = piece.h0
         if acc is None:
             acc = {n: np.zeros(a.shape) for n, a in parts.items()}
             out = {n: np.empty((len(kk),) + a.shape) for n, a in parts.items()}
         for n, a in parts.items():
-            acc[n] += a
-        while pos < len(kk) and kk[order[pos]] == piece.j:
+            acc[n] += a                           # Window(j) = Window(j - 1) + the lag-j piece
+        while pos < len(wanted) and wanted[pos] == piece.j:
             for n in out:
                 out[n][order[pos]] = acc[n]
             pos += 1
