@@ -99,11 +99,6 @@ def prepare(params, xs, ys, spec, h0=None) -> Prepared:
     """Validate, run the forward pass and the loss: what every research tool starts from.
     Any cell, head or not, any loss and reduction (the arguments of `hg.loss_and_grads`)."""
     params, xs, ys, h0, spec = check_inputs(params, xs, ys, spec, h0)
-    return prepare_trusted(params, xs, ys, spec, h0)
-
-
-def prepare_trusted(params, xs, ys, spec, h0=None) -> Prepared:
-    """`prepare` of arguments already through `check_inputs`."""
     cell = cell_for(spec)
     xs_tm, ys_tm = time_major(xs, ys, spec)
     fwd = forward_states(params, xs_tm, initial_state(h0, xs.shape[0], params.sizes[1], spec),
