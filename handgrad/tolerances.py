@@ -93,6 +93,8 @@ TOLERANCES = {
     "float64": 2e-14,      # gamma(88) at 2 eps(float64): the model at hg.check's default sizes
     "float32": 5.3e-6,     # gamma(88) at eps(float32) + eps(float64)
     "ulps": 8.0,           # elementary functions of a correct candidate: within 8 ulps
+    "probes": 4,           # random probes of the probabilistic round-off bound
+    "probe_safety": 8.0,   # its bound: this many estimated standard deviations (see above)
 }
 
 
@@ -127,9 +129,10 @@ def gamma(n: int, eps: float) -> float:
     return nu / (1 - nu) if nu < 1 else float("inf")
 
 
-def sum_depth(B: int, T: int, D: int, H: int, O: int) -> int:
-    """n_b: the most roundings a term meets on its way through the backward pass (see above)."""
-    return T * (B + H + O + 4) + 4
+def sum_depth(B: int, T: int, D: int, H: int, O: int, G: int = 1) -> int:
+    """n_b: the most roundings a term meets on its way through the backward pass (see above);
+    G gate blocks (1 Elman, 3 GRU, 4 LSTM)."""
+    return T * (B + H + O + 4) + 4 if G == 1 else T * (B + G * H + O + 8) + 4
 
 
 def tolerance_for(dtype) -> float:
