@@ -254,29 +254,39 @@ def _lstm_step(spec, w, q: _Step, e_prev, sums, eps, ulps):
 _STEPS = {"elman": _elman_step, "gru": _gru_step, "lstm": _lstm_step}
 
 
-def _rounded_up(spec, p: _Pass):
-    """The sign with which each cached value moves when every sigmoid and tanh is rounded up
-    (and the states with them): +1 for the gates and tanh(c); a derivative from its output
-    moves with d(s (1 - s))/ds = 1 - 2s or d(1 - t^2)/dt = -2t; 1 - z moves down."""
-    def sig(s):
-        return np.sign(1 - 2 * s)
-
-    def tanh(t):
-        return -np.sign(t)
+def _rounded_up(spec, p: _Pass, eps: float, ulps: float):
+    """(state change (T, B, W), cache change) when every sigmoid and tanh is `ulps` ulps too
+    high (a biased library), to first order and with their signs, within each step: a gate
+    s + d moves s (1 - s) by (1 - 2s) d, a tanh t + d moves 1 - t^2 by -2t d; the state moves
+    as the cell combines them (the earlier states' errors are the probe's to carry)."""
+    up = ulps * eps
+    h = p.states[1:]
     if spec.cell == "elman":
-        h = p.states[1:]
-        return {"tanh": tanh, "sigmoid": sig}.get(spec.activation, np.zeros_like)(h)
+        if spec.activation not in ("tanh", "sigmoid"):
+            return np.zeros_like(h), np.zeros_like(p.cache)          # relu, identity: exact
+        d_h = up * np.abs(h)
+        return d_h, (-2 * h if spec.activation == "tanh" else 1 - 2 * h) * d_h
     g = p.cache.gates
+    d_g = up * np.abs(g)                                             # every gate, up
     H = g.shape[-1] // (3 if spec.cell == "gru" else 4)
     blocks = [g[..., k * H:(k + 1) * H] for k in range(g.shape[-1] // H)]
+    moves = [d_g[..., k * H:(k + 1) * H] for k in range(g.shape[-1] // H)]
     if spec.cell == "gru":
-        r, z, n = blocks
-        inner = np.sign(p.states[:-1]) if spec.gru_reset == "before" else np.zeros_like(r)
-        return type(p.cache)(np.ones_like(g), np.concatenate([sig(r), sig(z), tanh(n)], -1),
-                             inner, -np.ones_like(r))
-    i, f, gg, o = blocks
-    return type(p.cache)(np.ones_like(g), np.concatenate([sig(i), sig(f), tanh(gg), sig(o)], -1),
-                         np.ones_like(i), tanh(p.cache.tanh_c))
+        (r, z, n), (d_r, d_z, d_n) = blocks, moves
+        h_prev = p.states[:-1]
+        d_inner = h_prev * d_r if spec.gru_reset == "before" else np.zeros_like(r)
+        d_h = p.cache.keep * d_n + (h_prev - n) * d_z                # h = n + z (h_prev - n)
+        d_deriv = np.concatenate([(1 - 2 * r) * d_r, (1 - 2 * z) * d_z, -2 * n * d_n], axis=-1)
+        return d_h, type(p.cache)(d_g, d_deriv, d_inner, -d_z)
+    (i, f, gg, o), (d_i, d_f, d_gg, d_o) = blocks, moves
+    c_prev, tc = p.states[:-1, ..., H:], p.cache.tanh_c
+    d_c = c_prev * d_f + gg * d_i + i * d_gg                         # c = f c_prev + i g
+    d_tc = p.cache.dtanh_c * d_c + up * np.abs(tc)                   # tanh(c), up
+    d_h = tc * d_o + o * d_tc                                        # h = o tanh(c)
+    d_deriv = np.concatenate([(1 - 2 * i) * d_i, (1 - 2 * f) * d_f, -2 * gg * d_gg,
+                              (1 - 2 * o) * d_o], axis=-1)
+    return (np.concatenate([d_h, d_c], axis=-1),
+            type(p.cache)(d_g, d_deriv, d_tc, -2 * tc * d_tc))
 
 
 def _steps(case, p: _Pass, t=slice(None)) -> _Step:
@@ -540,11 +550,8 @@ def _probable(case, p: _Pass, eps: float, ulps: float) -> dict:
             total[k] = total.get(k, 0.0) + ((v - ref[k]) / scale) ** 2 / n_probes
         loss_sq += float(np.sum(p.dos * (os - p.os)) / scale) ** 2 / n_probes
     # the coherent probe: every elementary function rounded up at once (a biased library)
-    e_state, e_cache = step(spec, w, _steps(case, p), None, lambda n, value, mag, sq: 0 * value,
-                            eps, ulps)
-    e_cache = _map(np.multiply, e_cache, _rounded_up(spec, p))
-    got, os, _ = _probe(case, p, (e_state, e_cache, 0.0, 0.0), sums, 0.0, scale, None,
-                        squares, sigmas)
+    got, os, _ = _probe(case, p, (*_rounded_up(spec, p, eps, ulps), 0.0, 0.0), sums, 0.0,
+                        scale, None, squares, sigmas)
     for k, v in got.items():
         total[k] += ((v - ref[k]) / scale) ** 2
     loss_sq += float(np.sum(p.dos * (os - p.os)) / scale) ** 2
