@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from handgrad.gallery.roundoff import roundoff_rnn, scaled
+from handgrad.gallery.roundoff import roundoff_rnn
 from handgrad.gallery.roundoff_gated import roundoff_gated
 from handgrad.oracle.conditioning import roundoff_bounds, roundoff_floor
 from handgrad.oracle.evaluate import ORDER, call_candidate, compare, expected_answer

@@ -119,8 +119,9 @@ correct candidate exceed it? For one element with Gaussian error of the model's 
 deviation and sd estimated from 4 probes, |error| > 8 sd has probability P(|t_4| > 8) = 1.3e-3;
 the model's per-rounding variance sigma^2 is at least 3 times that of a rounding uniform in
 [-sigma, sigma], which makes it P(|t_4| > 13.9) = 1.6e-4. Measured (docs/tolerances.md): correct
-candidates reach at most 0.40 of it over 2400 candidate runs at hg.check's sizes and 0.1 at the
-long sizes. The probes are seeded by the case (the same case, the same floor).
+candidates reach at most 0.22 of it over 8000 candidate runs (2000 cases of every cell at
+hg.check's sizes) and 0.10 at the long sizes. The probes are seeded by the case (the same case,
+the same floor).
 
 The round-off floor of an answer is the smaller of the two bounds (`oracle.conditioning.
 roundoff_floor`); a difference beyond it is not round-off of a correct candidate. Where neither

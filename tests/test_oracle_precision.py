@@ -19,7 +19,12 @@ from handgrad.gallery.roundoff import perturb_ulps, roundoff_rnn, scaled
 from handgrad.gallery.roundoff_gated import roundoff_gated
 from handgrad.oracle import GradientMismatch, check
 from handgrad.oracle.conditioning import roundoff_bounds, roundoff_floor
-from handgrad.oracle.evaluate import Comparison, call_candidate, compare, expected_answer
+from handgrad.oracle.evaluate import (
+    Comparison,
+    call_candidate,
+    compare,
+    expected_answer,
+)
 from handgrad.params import Params
 from handgrad.strategies import Case, make_case
 from handgrad.tolerances import TOLERANCES, gamma, sum_depth
@@ -212,8 +217,9 @@ def test_xla_like_tanh_on_saturated_units_passes():
 
 def test_jax_float64_tanh_candidate_passes_saturated_cases():
     jax = pytest.importorskip("jax")
-    import reference  # noqa: F401  (switches on float64)
     import jax.numpy as jnp
+
+    import reference  # noqa: F401  (switches on float64)
 
     def loss_fn(U, W, V, b, c, h0, xs, ys):
         h, total = h0, 0.0
@@ -389,7 +395,7 @@ def test_the_floor_is_reproducible():
 def test_an_unbounded_floor_is_reported_not_passed(monkeypatch):
     """Where the model cannot bound a case (inf), an answer beyond rtol is neither passed
     silently nor failed: the report says the case was too ill-conditioned to judge."""
-    import handgrad.oracle.evaluate as evaluate
+    from handgrad.oracle import evaluate
     spec = hg.Spec()
     monkeypatch.setattr(evaluate, "roundoff_floor",
                         lambda case, dtype: dict.fromkeys(("loss", "U", "W", "V", "b", "c", "h0",

@@ -16,15 +16,18 @@ eps = eps(candidate's dtype) + eps(float64), so both implementations' round-off 
   derivatives. Rigorous to first order, but it grows like (|W| act')^T;
 - the probabilistic bound (`_probable`): the local errors (rounding of each sum, in the
   model of independent mean-zero roundings, Higham & Mary 2019; elementary functions up to
-  TOLERANCES["ulps"] ulps) are injected with random Gaussian weights into the *signed*
-  forward and backward recursions (complex-step tangents through the hand BPTT itself), the
-  spread of the resulting gradient perturbations is measured over TOLERANCES["probes"] probes,
-  and TOLERANCES["probe_safety"] times it is the bound. It grows like the gradient.
+  TOLERANCES["ulps"] ulps) are added with random signs, scaled to stay linear, to the states,
+  the cache, the outputs and each backward step of the hand BPTT itself, so they travel the
+  *signed* recursions; the spread of the answers over TOLERANCES["probes"] probes and one
+  coherent probe (every sigmoid and tanh rounded up: a biased library), with the final sums'
+  round-off, times TOLERANCES["probe_safety"] is the bound. It grows like the gradient.
 
 Cell-specific code is only the local error analysis of one step (`_elman_step`, `_gru_step`,
-`_lstm_step`: which gate feeds which, what is computed from an output) and the sign of the GRU's
-n_t in the magnitude pass (`_magnitudes`: dz = ds (h_{t-1} - n_t) is the only difference in the
-cells' backward steps). Everything else runs the cells' own `run` / `back` / `recurrent_grads`.
+`_lstm_step`: which gate feeds which, what is computed from an output; `_rounded_up`: how a
+biased library moves each step) and the sign of the GRU's n_t in the magnitude pass
+(`_magnitudes`: dz = ds (h_{t-1} - n_t) is the only difference of two terms in the cells'
+backward steps). Everything else runs the cells' own `run` / `back` / `recurrent_grads`, and
+`bptt.backward` with a wrapping cell (`_Noisy`).
 """
 from __future__ import annotations
 
@@ -33,8 +36,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..bptt import (Backward, Forward, backward, forward_states, hidden_states, initial_state,
-                    output_states, outputs, state_gradient, time_major)
+from ..bptt import (
+    Backward,
+    Forward,
+    backward,
+    forward_states,
+    hidden_states,
+    initial_state,
+    output_states,
+    outputs,
+    state_gradient,
+    time_major,
+)
 from ..cells import cell_for, cell_grads, outer_sum, weights_of
 from ..losses import loss_and_output_grad, loss_count
 from ..tolerances import TOLERANCES, gamma, sum_depth
@@ -508,7 +521,7 @@ def _probe(case, p: _Pass, local, sums, u: float, scale: float, rng, squares, si
             _store(cache, t, _at(_map(nudge, c, _at(e_cache, slice(t, t + 1))), 0))
     os = nudge(outputs(params, output_states(cell.hidden(states), spec.output)), e_o)
     _, dos = loss_and_output_grad(os, p.ys_tm, spec.loss, spec.reduction)
-    B, T, D = case.xs.shape
+    B, T, _ = case.xs.shape
     _, H, O = case.params.sizes
     noisy = _Noisy(cell, squares, sums, nudge if rng is not None else (lambda x, sigma: x),
                    cell.G * H + O + 8, T, (B, cell.G * H), sigmas)
@@ -580,8 +593,8 @@ def _leaf_sums(case, p: _Pass, noisy: _Noisy, sums, squares, exact) -> dict:
     `exact`: name -> the hand BPTT's answer."""
     spec = case.spec
     cell = cell_for(spec)
-    B, T, D = case.xs.shape
-    _, H, O = case.params.sizes
+    B, T, _ = case.xs.shape
+    H = case.params.sizes[1]
     w = weights_of(case.params)
     n = B * T + T + 4                                      # samples, steps, sweeps
     x_sq = p.xs_tm ** 2
