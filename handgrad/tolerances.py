@@ -125,10 +125,12 @@ the same floor).
 
 The round-off floor of an answer is the smaller of the two bounds (`oracle.conditioning.
 roundoff_floor`); a difference beyond it is not round-off of a correct candidate. Where neither
-can bound the case (both inf or NaN: overflowing squares beyond 1e154 and an exploding |W|
-product), the floor is inf and an answer beyond rtol is reported as *too ill-conditioned to
-judge* (`Comparison.unjudged`, `CheckReport.unjudged`, "not judged" in `handgrad compare`):
-never passed silently, never failed for a difference the model cannot explain.
+can bound an answer (the probabilistic bound has no estimate, inf or NaN: values beyond 1e154,
+whose squares overflow; and the worst case is inf, NaN or at least max|answer|, a bound that
+allows a 100% error), the floor is inf and an answer beyond rtol is reported as *too
+ill-conditioned to judge* (`Comparison.unjudged`, `CheckReport.unjudged`, "not judged" in
+`handgrad compare`): never passed silently, never failed for a difference the model cannot
+explain (tested: states of 1e160 over 40 steps).
 The worst case decides where it is the smaller (small cases, positive weights): there no
 correct candidate within the model can exceed it. Elsewhere the floor holds with the
 probability above, under the assumptions (e)-(g): a candidate whose summation order sorts its

@@ -406,3 +406,21 @@ def test_an_unbounded_floor_is_reported_not_passed(monkeypatch):
     assert isinstance(cmp, Comparison) and cmp.failing == () and cmp.unjudged == ("W",)
     report = check(wrong, spec, max_examples=5, save_dir=None)
     assert report.unjudged >= 3 and "too ill-conditioned to judge" in str(report)
+
+
+def test_values_beyond_the_model_are_not_judged():
+    """States of 1e160 (identity units, a linear loss: every answer finite): their squares
+    overflow, so the probabilistic bound has no estimate, and the worst case allows more than
+    the whole gradient. An answer off by 1e-3 there is reported as not judged, never passed;
+    the answers the model still bounds are flagged."""
+    spec = hg.Spec(activation="identity", loss="linear", output="last")
+    case = make_case(spec, 2, 40, 2, 32, 2, scale="moderate", seed=3)
+    case = case._replace(params=case.params._replace(U=case.params.U * 1e160))
+    exp = expected_answer(case)
+    floors = roundoff_floor(case, np.float64)
+    assert floors["W"] == np.inf and floors["V"] == np.inf
+    assert floors["U"] < 1e-10 * np.max(np.abs(exp.grads["U"]))
+    wrong = exp._replace(grads={n: g * (1 + 1e-3) for n, g in exp.grads.items() if n != "xs"})
+    answer = call_candidate(lambda params, xs, ys, h0: (wrong.loss, wrong.grads), case)
+    cmp = compare(answer, exp, None, case)
+    assert set(cmp.unjudged) == {"W", "V"} and set(cmp.failing) == {"U", "b", "c", "h0"}

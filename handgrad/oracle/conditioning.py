@@ -620,28 +620,34 @@ def roundoff_floor(case, dtype) -> dict:
     """name -> the largest difference round-off can explain between the hand BPTT and a correct
     candidate computing in `dtype`: "loss", every parameter's gradient, h0 (c0) and xs (the max
     over elements). inf: the model cannot bound this case (see `handgrad.tolerances`)."""
-    worst, probable = roundoff_bounds(case, dtype, shortcut=True)
+    worst, probable, scales = roundoff_bounds(case, dtype, shortcut=True, scales=True)
     out = {}
     for k, value in worst.items():
+        if not np.isfinite(probable[k]) and not value < scales[k]:
+            value = np.inf       # no estimate, and the worst case allows a 100% error: no bound
         value = float(np.fmin(value, probable[k]))    # a nan (inf - inf) bound is no bound
         out[k] = value if np.isfinite(value) else float("inf")   # inf, nan: cannot bound
     return out
 
 
-def roundoff_bounds(case, dtype, shortcut: bool = False) -> tuple:
+def roundoff_bounds(case, dtype, shortcut: bool = False, scales: bool = False) -> tuple:
     """(worst case, probabilistic bound), each name -> the largest difference it allows; the
     floor is the smaller of the two. `shortcut`: skip the worst case where it cannot be the
     smaller (it is at least gamma(n_b) max|answer| for every answer), and return the
-    probabilistic bound in its place."""
+    probabilistic bound in its place. `scales`: also return name -> max|answer|."""
     eps = float(np.finfo(dtype_of(dtype)).eps) + float(np.finfo(np.float64).eps)
     ulps = TOLERANCES["ulps"]
     with np.errstate(over="ignore", invalid="ignore", under="ignore"):
         p = _reference_pass(case)
         ref = _exact(case, p)
         probable = _probable(case, p, eps, ulps, ref)
+        size = {k: float(np.max(np.abs(v), initial=0.0)) for k, v in ref.items()}
+        size["loss"] = abs(p.loss)
         if shortcut and _worst_case_loses(case, p, eps, ref, probable):
-            return probable, probable
-        return _worst_case(case, p, eps, ulps), probable
+            worst = probable
+        else:
+            worst = _worst_case(case, p, eps, ulps)
+        return (worst, probable, size) if scales else (worst, probable)
 
 
 def _worst_case_loses(case, p: _Pass, eps: float, ref: dict, probable: dict) -> bool:
