@@ -143,7 +143,7 @@ of the Elman cell: gamma(n_b = 88) at eps(dtype) + eps(float64) = 1.95e-14 (floa
 floor: where the floor is below rtol (small, well-conditioned cases) rtol only saves computing it;
 above (saturation, cancellation, gated cells, larger sizes) the floor decides. So the float64
 resolution is ~1e-13 at the default sizes (a wrong factor 1 + 1e-9 is flagged on every
-well-conditioned case of every cell, tested) and ~1e-13 at (64, 200, 16, 256, 16) too (see
+well-conditioned case of every cell, tested) and ~3e-13 at (64, 200, 16, 256, 16) (see
 docs/tolerances.md).
 """
 from __future__ import annotations
