@@ -77,12 +77,15 @@ class Backward(NamedTuple):
     dxs_tm: object       # (T, B, D) dL/dx_t, or None when not asked for
 
 
-def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False) -> Backward:
+def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False,
+             cell=None) -> Backward:
     """Hand-derived BPTT under `spec.truncation`.
 
     xs_tm: (T, B, D); fwd: the forward pass; dos: dL/do_t of shape (S, B, O).
+    `cell`: the cell object (default `cell_for(spec)`); the oracle's round-off model passes one
+    that wraps it (`oracle.conditioning`).
     """
-    cell = cell_for(spec)
+    cell = cell_for(spec) if cell is None else cell
     w = weights_of(params)
     T, B, D = xs_tm.shape
     dV, dc, ds_loss = output_side(params, cell, fwd.states, dos, spec.output)
