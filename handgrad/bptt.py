@@ -25,6 +25,7 @@ import numpy as np
 
 from ._validate import check_h0, check_inputs, check_params, check_spec, check_xs
 from .cells import cell_for, cell_grads, outer_sum, weights_of
+from .params import tree_map
 from .losses import loss_and_output_grad
 from .spec import Window, segments
 
@@ -76,29 +77,18 @@ class Backward(NamedTuple):
     dxs_tm: object       # (T, B, D) dL/dx_t, or None when not asked for
 
 
-def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False) -> Backward:
+def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False,
+             cell=None) -> Backward:
     """Hand-derived BPTT under `spec.truncation`.
 
     xs_tm: (T, B, D); fwd: the forward pass; dos: dL/do_t of shape (S, B, O).
+    `cell`: the cell object (default `cell_for(spec)`); the oracle's round-off model passes one
+    that wraps it (`oracle.conditioning`).
     """
-    cell = cell_for(spec)
+    cell = cell_for(spec) if cell is None else cell
     w = weights_of(params)
-    states = fwd.states
     T, B, D = xs_tm.shape
-    hs_out = output_states(cell.hidden(states), spec.output)       # (S, B, H)
-    H = hs_out.shape[-1]
-
-    # o_t = V h_t + c: the output layer sees every loss term directly (never truncated)
-    if params.V is not None:
-        dV = outer_sum(dos, hs_out)                                # sum_t do_t h_t^T
-        dc = dos.sum(axis=(0, 1)) if params.c is not None else None  # sum_t do_t
-        dh_loss = (dos.reshape(-1, dos.shape[-1]) @ params.V).reshape(hs_out.shape)  # V^T do_t
-    else:
-        dV = dc = None
-        dh_loss = dos                                              # o_t = h_t
-    # the loss enters the state through its hidden part h_t
-    ds_loss = dh_loss if cell.width(H) == H else np.concatenate(
-        [dh_loss, np.zeros(dh_loss.shape[:-1] + (cell.width(H) - H,))], axis=-1)
+    dV, dc, ds_loss = output_side(params, cell, fwd.states, dos, spec.output)
 
     # the recurrence: dL/dP_t (and dL/dR_t) for every t, summed over the sweeps of the truncation
     window = spec.truncation.k if isinstance(spec.truncation, Window) else None
@@ -111,14 +101,58 @@ def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False) -> Ba
         dP, dR, ds0 = segment_sweeps(cell, w, fwd, ds_loss, sweeps, first_loss_step)
         lo = min(seg.cut for seg in sweeps)                        # no sweep reaches steps 1..lo
 
-    # P_t = W_in x_t + b_in and the recurrent terms: time sums as single matrix products
-    dW_in = outer_sum(dP[lo:], xs_tm[lo:])                         # sum_t dP_t x_t^T
-    db_in = dP[lo:].sum(axis=(0, 1)) if w.b_in is not None else None
-    dW_rec, db_rec = cell.recurrent_grads(w, fwd.cache, states, (dP if dR is None else dR)[lo:], lo)
+    grads = assemble_grads(params, cell, xs_tm, fwd, dP[lo:], None if dR is None else dR[lo:],
+                           lo, T, dV, dc)
     dxs_tm = None
     if wrt_xs:                                                     # x_t enters through P_t only
         dxs_tm = (dP.reshape(T * B, -1) @ w.W_in).reshape(T, B, D)
-    return Backward(cell_grads(params, dW_in, dW_rec, db_in, db_rec, dV, dc), ds0, dxs_tm)
+    return Backward(grads, ds0, dxs_tm)
+
+
+class OutputSide(NamedTuple):
+    dV: object               # (O, H) sum_t do_t h_t^T, or None without a head
+    dc: object               # (O,) sum_t do_t, or None without a head or bias
+    ds_loss: np.ndarray      # (S, B, W) dL/ds_t through o_t alone (zero on the LSTM's c_t)
+
+
+def output_side(params, cell, states, dos, output: str) -> OutputSide:
+    """The output layer's gradients and what the loss sends into the states.
+
+    states: (T + 1, B, W) s_0 .. s_T; dos: dL/do_t (S, B, O) of the output steps (`output`).
+    """
+    hs_out = output_states(cell.hidden(states), output)            # (S, B, H)
+    H = hs_out.shape[-1]
+    # o_t = V h_t + c: the output layer sees every loss term directly (never truncated)
+    if params.V is not None:
+        dV = outer_sum(dos, hs_out)                                # sum_t do_t h_t^T
+        dc = dos.sum(axis=(0, 1)) if params.c is not None else None  # sum_t do_t
+        dh_loss = (dos.reshape(-1, dos.shape[-1]) @ params.V).reshape(hs_out.shape)  # V^T do_t
+    else:
+        dV = dc = None
+        dh_loss = dos                                              # o_t = h_t
+    # the loss enters the state through its hidden part h_t
+    ds_loss = dh_loss if cell.width(H) == H else np.concatenate(
+        [dh_loss, np.zeros(dh_loss.shape[:-1] + (cell.width(H) - H,))], axis=-1)
+    return OutputSide(dV, dc, ds_loss)
+
+
+def assemble_grads(params, cell, xs_tm, fwd: Forward, dP, dR, lo: int, hi: int, dV=None,
+                   dc=None):
+    """The gradient, as `params`' type, of the terms dL/dP_t (and dL/dR_t) of steps lo+1..hi.
+
+    dP, dR: (hi - lo, B, G H), dR None when it equals dP (see handgrad.cells); xs_tm (T, B, D);
+    dV, dc: the output layer's gradients (None without a head). Linear in dP and dR: the
+    gradient of a sum of sweeps is this of their summed terms.
+    """
+    w = weights_of(params)
+    states, cache = fwd
+    if hi < states.shape[0] - 1:                                   # the cell sums up to the end
+        states, cache = states[:hi + 1], tree_map(lambda a: a[:hi], cache)
+    # P_t = W_in x_t + b_in and the recurrent terms: time sums as single matrix products
+    dW_in = outer_sum(dP, xs_tm[lo:hi])                            # sum_t dP_t x_t^T
+    db_in = dP.sum(axis=(0, 1)) if w.b_in is not None else None
+    dW_rec, db_rec = cell.recurrent_grads(w, cache, states, dP if dR is None else dR, lo)
+    return cell_grads(params, dW_in, dW_rec, db_in, db_rec, dV, dc)
 
 
 def segment_sweeps(cell, w, fwd: Forward, ds_loss, sweeps, first_loss_step: int):
@@ -149,28 +183,43 @@ def segment_sweeps(cell, w, fwd: Forward, ds_loss, sweeps, first_loss_step: int)
 
 
 def window_sweeps(cell, w, fwd: Forward, ds_loss, k: int):
-    """`Window(k)` with a loss at every step, all T sweeps at once, one lag at a time.
+    """`Window(k)` with a loss at every step, all T sweeps at once, one lag at a time
+    (`window_lags`): dL/dP_t (T, B, G H), dL/dR_t (or None) and dL/ds_0 (B, W).
 
-    The sweep of loss step t covers steps t, t-1, ..., max(1, t-k). At lag i it is at step
-    s = t - i, so the sweeps of t = i+1..T sit on the steps s = 1..T-i: one backward step of
-    T - i steps side by side per lag, instead of T sweeps of k + 1 small steps each.
-    ds_loss: (T, B, W); 0 <= k < T - 1.
+    ds_loss: (T, B, W); 0 <= k <= T - 1 (k = T - 1 is full BPTT; `backward` takes this path for
+    k < T - 1 only, the streaming gradients of handgrad.research for any k).
     """
-    states, cache = fwd
-    T = states.shape[0] - 1
-    carry = ds_loss.copy()                                 # carry[t-1]: sweep t's dL_t/ds_s
-    dP, dR = np.zeros((T,) + carry.shape[1:2] + w.W_in.shape[:1]), None
-    ds0 = np.zeros(carry.shape[1:])
-    for i in range(k + 1):
-        n = T - i                                          # sweeps t = i+1..T, at steps s = 1..n
-        dp, dr, carry[i:] = cell.back(w, cache, states, 0, n, carry[i:])
+    T = fwd.states.shape[0] - 1
+    dP, dR = np.zeros((T,) + ds_loss.shape[1:2] + w.W_in.shape[:1]), None
+    ds0 = np.zeros(ds_loss.shape[1:])
+    for dp, dr, ds_prev in window_lags(cell, w, fwd, ds_loss, k):
+        n = dp.shape[0]
         dP[:n] += dp
         if dr is not None:
             dR = np.zeros_like(dP) if dR is None else dR
             dR[:n] += dr
-        ds0 += carry[i]                                    # sweep t = i+1 has reached s_0
+        ds0 += ds_prev[0]                                  # sweep t = i+1 has reached s_0
     # after k+1 steps each remaining sweep stops at its cut s_{t-k-1}, a constant
     return dP, dR, ds0
+
+
+def window_lags(cell, w, fwd: Forward, ds_loss, k: int):
+    """The lags i = 0..k of every sweep of a many-to-many `Window(k)`, one backward step each.
+
+    The sweep of loss step t covers steps t, t-1, ..., max(1, t-k). At lag i it is at step
+    s = t - i, so the sweeps of t = i+1..T sit on the steps s = 1..T-i: one backward step of
+    n = T - i steps side by side per lag, instead of T sweeps of k + 1 small steps each.
+    Yields (dp, dr, ds_prev) per lag: the backward step's dP (n, B, G H) and dR (or None) of
+    steps s = 1..n, and ds_prev (n, B, W) = dL_t/ds_{t-i-1} for t = i+1..T (ds_prev[0] reaches
+    s_0), a view valid until the next lag. ds_loss: (T, B, W); 0 <= k <= T - 1.
+    """
+    states, cache = fwd
+    T = states.shape[0] - 1
+    carry = ds_loss.copy()                                 # carry[t-1]: sweep t's dL_t/ds_s
+    for i in range(k + 1):
+        n = T - i                                          # sweeps t = i+1..T, at steps s = 1..n
+        dp, dr, carry[i:] = cell.back(w, cache, states, 0, n, carry[i:])
+        yield dp, dr, carry[i:]
 
 
 def time_major(xs, ys, spec):
@@ -191,10 +240,11 @@ def initial_state(h0, B: int, H: int, spec=None):
 
 
 def state_gradient(ds0, spec):
-    """dL/ds_0 in the shape of h0: (B, H), or the pair (dh_0, dc_0) for the LSTM."""
+    """dL/ds_0 in the shape of h0: (B, H), or the pair (dh_0, dc_0) for the LSTM (any leading
+    axes: (..., B, W) -> (..., B, H) or a pair of them)."""
     if spec.cell == "lstm":
         H = ds0.shape[-1] // 2
-        return ds0[:, :H].copy(), ds0[:, H:].copy()
+        return ds0[..., :H].copy(), ds0[..., H:].copy()
     return ds0
 
 

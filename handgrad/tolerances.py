@@ -39,47 +39,112 @@ evaluates the same formulas with
       (the last term also covers act' computed from a_t by a function ulps off). Near
       saturation act' -> 0 but 2 |h| e_h -> 2 ulps eps: an *absolute* error that can exceed the
       exact act' (a = 19: act' = 1.3e-16, XLA's 1 - tanh^2 off by 1.4e-15).
-First-order forward error analysis of the Elman model then gives, per element:
-  states   e_a_t = gamma(D + H + 3) (|U||x_t| + |W||h_{t-1}| + |b|) + |W| e_h_{t-1}
-           e_h_t = |act'(a_t)| e_a_t + ulps eps |h_t|         (+3: products, the bias, and
-                                                                 rounding U, x to the dtype)
+  (d) the GRU's 1 - z_t by a subtraction (PyTorch computes h_t = n_t + z_t (h_{t-1} - n_t), and
+      autograd's dn = dh - z dh): off by the *absolute* error of z_t plus eps (1 - z_t), where
+      the hand BPTT's sigmoid(-a_z) is relatively exact as z_t -> 1.
+First-order forward error analysis, per element (e_x: the bound on the error of x; s' the
+derivative of a gate s; all operations elementwise unless a product with a matrix):
+  every cell: the pre-activations, a sum of n = D + H + 3 (4 with two biases) terms,
+           e_a_t = gamma(n) (|W_in||x_t| + |b_in| + |W_rec||h_{t-1}| + |b_rec|) + |W_rec| e_h_{t-1}
+           (the extra terms: products, the biases, rounding W, x to the dtype); a gate or unit
+           s = f(a) within `ulps`: e_s = |s'| e_a + ulps eps |s|; s' from the output: (c)
+  Elman    e_h_t = |act'(a_t)| e_a_t + ulps eps |h_t|
+  GRU      r, z, n as above; reset after: inner = W_hn h_{t-1} + b_hn (a sum of H + 2),
+           e_an = gamma(D + 3)(|W_in x| + |b_in| + |r inner|) + |r| e_inner + |inner| e_r;
+           reset before: inner = r h_{t-1}, e_inner = |h_{t-1}| e_r + |r| e_h_{t-1} + eps |inner|,
+           e_an = gamma(D + H + 3)(...) + |W_hn| e_inner;
+           e_(1-z) = |z'| e_az + ulps eps (z + (1 - z)) + eps (1 - z)                          (d)
+           e_h_t = (1 - z) e_n + |n| e_(1-z) + |h_{t-1}| e_z + z e_h_{t-1}
+                   + 2 eps (|h_{t-1}| + |n| + |h_t|)    (either form of the step, its roundings)
+  LSTM     i, f, g, o as above; e_c_t = |c_{t-1}| e_f + |g| e_i + |i| e_g + f e_c_{t-1}
+                   + eps (|f c_{t-1}| + |i g| + |c_t|);
+           e_tanh(c) = |tanh'(c)| e_c + ulps eps |tanh c|;  e_h_t = |tanh c| e_o + o e_tanh(c) + eps |h_t|
   outputs  e_o_t = gamma(H + 3) (|V||h_t| + |c|) + |V| e_h_t
   dL/do    squared: scale (e_o + eps (|y| + |o - y|)); cross-entropy: the softmax's
            p (e_o + max e_o + eps |z| + (ulps + O + 2) eps) plus eps |dL/do|
-  gradient G~ - G <= [G_abs(|h| + e_h, |act'| + delta, |dL/do| + e_do) - G_abs(|h|, |act'|,
-           |dL/do|)] + gamma(n_b) G_abs(|h|, |act'|, |dL/do|)
-where G_abs is the hand backward pass on absolute values (it bounds every term of every sum, and
-it is multilinear, so the bracket bounds the first-order effect of e_h, delta and e_do), and
-  n_b = T (B + H + O + 4) + 4 (`sum_depth`): along the longest path a term meets, per time step,
-        a sum of O + H terms (V^T do_t + W^T da_{t+1}), its products and the rounded weights, one
-        product by act' and the sum over overlapping sweeps; then the sum over the B T terms of
-        dU, dW, db, dV, dc. D is not on that path (dU's terms are single products).
-The loss gets the same treatment (the output errors through dL/do, the round-off of every loss
-term and of their sum). The hand BPTT's own round-off has the same form with fewer ulps, so the
-model is evaluated at eps = eps(dtype) + eps(float64): it bounds the *difference* of the two.
-This is the round-off floor (`oracle.conditioning.roundoff_floor`); a difference beyond it is
-not round-off of a correct candidate, to first order.
+  the cache (what the backward step reads: act'(a_t); the gates, their derivatives, the GRU's
+           inner and 1 - z, the LSTM's tanh(c_t) and 1 - tanh^2(c_t)) is off by the bounds above.
 
-The default rtol ("float64", "float32") is the same model for an array without cancellation
-(G_abs = |G|) at hg.check's largest default sizes (B, T, D, H, O) = (3, 6, 3, 4, 3): gamma(n_b =
-88) at eps(dtype) + eps(float64) = 1.95e-14 (float64) and 5.2e-6 (float32), rounded up. An answer
-fails when its error exceeds both rtol * max|expected| and the floor: where the floor is below
-rtol (small, well-conditioned cases) rtol only saves computing it; above (saturation,
-cancellation, larger sizes) the floor decides. So the float64 resolution is ~1e-13 at the
-default sizes (a wrong factor 1 + 1e-9 is flagged on every well-conditioned case, tested), and
-the margin is the model's: measured over 2000 random cases (docs/tolerances.md), correct
-candidates built to sit at the model's limits (8 ulps in every activation, tanh above 1 included)
-reach 0.94 of the allowed difference in float32 and 0.28 in float64. A worst-case bound that
-adversarial candidates nearly attain is the point, not a lack of margin: no correct candidate
-within the model can exceed it.
+1. The worst-case bound. Every local error at its bound with the worst sign:
+  gradient G~ - G <= [G_abs(|s| + e_s, |cache| + e_cache, |dL/do| + e_do) - G_abs(|s|, |cache|,
+           |dL/do|)] + gamma(n_b) G_abs(|s|, |cache|, |dL/do|)
+where G_abs is the hand backward pass run on magnitudes (|weights|, |x_t|, |states|, |cache|): each
+cell's backward step is a sum of products, so on magnitudes it bounds every term of every sum; the
+one difference, the GRU's dz = ds (h_{t-1} - n_t), becomes |h_{t-1}| + |n_t| by passing -|n_t|.
+It is multilinear, so the bracket bounds the first-order effect of e_s, e_cache and e_do, and
+  n_b = T (B + H + O + 4) + 4 (Elman), T (B + G H + O + 8) + 4 (G gate blocks) (`sum_depth`):
+        along the longest path a term meets, per time step, a sum of O + G H terms (V^T do_t +
+        W_rec^T dP_{t+1}), its products and the rounded weights, a few products by gates and
+        derivatives and the sum over overlapping sweeps; then the sum over the B T terms of the
+        weight gradients. D is not on that path (dW_in's terms are single products).
+The loss: the output errors through dL/do, the round-off of every loss term and of their sum. The
+hand BPTT's own round-off has the same form with fewer ulps, so the model is evaluated at
+eps = eps(dtype) + eps(float64): it bounds the *difference* of the two.
+Rigorous to first order, but |W_rec| in the recursions assumes every error keeps its sign through
+every step: with mixed-sign weights it grows like (|W_rec| act')^T, 1e228 times the gradient at
+(B, T, D, H, O) = (16, 50, 8, 64, 8) with weights N(0, 1/H), inf at (64, 200, 16, 256, 16),
+while correct candidates stay at 1e-15 (float64), 1e-6 (float32). It would pass any answer there.
 
-Limitation (open): |W| in the recursions assumes every rounding error adds up with the same sign
-through every step. With mixed-sign weights, long sequences and many units (T = 50, H = 64,
-weights N(0, 1/H)) that bound grows like (0.8 sqrt(H) act')^T and stops saying anything (1e228
-times the gradient; inf at T = 200, H = 256), while correct candidates stay at 1e-15 (float64)
-and 1e-6 (float32). There the floor accepts any difference: on such cases the oracle cannot flag
-U, W, b, h0 (nor, through the states, V, c and the loss), as it could not before this model. A bound that propagates the local
-errors through the signed recursion (probabilistic, Higham & Mary 2019) is the fix.
+2. The probabilistic bound (Higham & Mary, "A new approach to probabilistic rounding error
+analysis", SIAM J. Sci. Comput. 41 (2019)): the roundings of a correct candidate are independent,
+mean-zero random variables (|delta| <= u), the model in which rounding errors of long
+computations grow like sqrt(n), not n. Then
+  (e) a sum of n terms (any order whose partial sums s_k are not correlated with the signs of
+      the terms: pairwise, blocked BLAS, left to right; not "all positive terms first") is off
+      by sum_k delta_k s_k, of standard deviation <= u sqrt(sum_k s_k^2) <= u sqrt(n)
+      sqrt(s^2 + sum_j x_j^2) (a random walk of the x_j around the straight line to s: each
+      partial sum is at most about that size), the standard deviation used for every sum;
+  (f) an elementary function within `ulps` is off by at most ulps eps |value|: used as its
+      standard deviation (real libraries: 0.5 to 2 ulps), and separately as a bias (g);
+  (g) a library may round its sigmoid and tanh *coherently* (XLA's tanh is high near
+      saturation): such errors add up linearly, not like sqrt(n).
+The first-order error of an answer, sum_i L_i delta_i over every local error i, is then measured
+through the *signed* recursions of the hand BPTT itself (`oracle.conditioning._probe`): each
+local error of (a)-(d) (with (e) for every sum: the pre-activations, inner, the outputs, V^T do_t,
+each backward step's W_rec^T dP and the casts of the weights, x and h_0 to the dtype) is added
+with a random sign, times a common scale PROBE_SIZE / eps (relative size ~1e-7: the probe stays
+linear, and its own float64 round-off is ~1e-9 of the result), to the states after each step, to
+the cache, to o_t, dL/do_t and to the gradient each backward step carries; the answers' change
+over the scale is one sample of sum_i L_i r_i sigma_i (r_i = +-1), whose mean square is
+sum_i L_i^2 sigma_i^2, the variance of the candidate's error in this model. The time sums of
+the weight gradients (sum over B T terms), dV, dc and dx_t = W_in^T dP_t are the last operations:
+their (e) is added in quadrature. A last, *coherent* probe moves every sigmoid and tanh up by
+`ulps` ulps at once, with its consequences within each step (1 - 2s or -2t on the derivatives
+from outputs, the cell's combination of the gates in the state, -d on 1 - z) (g). Per element,
+  sd = sqrt(mean over TOLERANCES["probes"] = 4 probes of the change^2 + coherent change^2
+            + the final sums' variance),
+and the bound is TOLERANCES["probe_safety"] = 8 times sd, the largest over the elements. It grows
+like the gradient (the signed Jacobian products), and like sqrt(n) in the sums. How often can a
+correct candidate exceed it? For one element with Gaussian error of the model's standard
+deviation and sd estimated from 4 probes, |error| > 8 sd has probability P(|t_4| > 8) = 1.3e-3;
+the model's per-rounding variance sigma^2 is at least 3 times that of a rounding uniform in
+[-sigma, sigma], which makes it P(|t_4| > 13.9) = 1.6e-4. Measured (docs/tolerances.md): correct
+candidates reach at most 0.22 of it over 8000 candidate runs (2000 cases of every cell at
+hg.check's sizes) and 0.10 at the long sizes. The probes are seeded by the case (the same case,
+the same floor).
+
+The round-off floor of an answer is the smaller of the two bounds (`oracle.conditioning.
+roundoff_floor`); a difference beyond it is not round-off of a correct candidate. Where neither
+can bound an answer (the probabilistic bound has no estimate, inf or NaN: values beyond 1e154,
+whose squares overflow; and the worst case is inf, NaN or at least max|answer|, a bound that
+allows a 100% error), the floor is inf and an answer beyond rtol is reported as *too
+ill-conditioned to judge* (`Comparison.unjudged`, `CheckReport.unjudged`, "not judged" in
+`handgrad compare`): never passed silently, never failed for a difference the model cannot
+explain (tested: states of 1e160 over 40 steps).
+The worst case decides where it is the smaller (small cases, positive weights): there no
+correct candidate within the model can exceed it. Elsewhere the floor holds with the
+probability above, under the assumptions (e)-(g): a candidate whose summation order sorts its
+terms by sign, or whose library is biased in another direction than up, is outside them.
+
+The default rtol ("float64", "float32") is the worst-case model for an array without
+cancellation (G_abs = |G|) at hg.check's largest default sizes (B, T, D, H, O) = (3, 6, 3, 4, 3)
+of the Elman cell: gamma(n_b = 88) at eps(dtype) + eps(float64) = 1.95e-14 (float64) and 5.2e-6
+(float32), rounded up. An answer fails when its error exceeds both rtol * max|expected| and the
+floor: where the floor is below rtol (small, well-conditioned cases) rtol only saves computing it;
+above (saturation, cancellation, gated cells, larger sizes) the floor decides. So the float64
+resolution is ~1e-13 at the default sizes (a wrong factor 1 + 1e-9 is flagged on every
+well-conditioned case of every cell, tested) and ~3e-13 at (64, 200, 16, 256, 16) (see
+docs/tolerances.md).
 """
 from __future__ import annotations
 
@@ -93,6 +158,8 @@ TOLERANCES = {
     "float64": 2e-14,      # gamma(88) at 2 eps(float64): the model at hg.check's default sizes
     "float32": 5.3e-6,     # gamma(88) at eps(float32) + eps(float64)
     "ulps": 8.0,           # elementary functions of a correct candidate: within 8 ulps
+    "probes": 4,           # random probes of the probabilistic round-off bound
+    "probe_safety": 8.0,   # its bound: this many estimated standard deviations (see above)
 }
 
 
@@ -127,9 +194,10 @@ def gamma(n: int, eps: float) -> float:
     return nu / (1 - nu) if nu < 1 else float("inf")
 
 
-def sum_depth(B: int, T: int, D: int, H: int, O: int) -> int:
-    """n_b: the most roundings a term meets on its way through the backward pass (see above)."""
-    return T * (B + H + O + 4) + 4
+def sum_depth(B: int, T: int, D: int, H: int, O: int, G: int = 1) -> int:
+    """n_b: the most roundings a term meets on its way through the backward pass (see above);
+    G gate blocks (1 Elman, 3 GRU, 4 LSTM)."""
+    return T * (B + H + O + 4) + 4 if G == 1 else T * (B + G * H + O + 8) + 4
 
 
 def tolerance_for(dtype) -> float:

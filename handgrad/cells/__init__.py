@@ -73,4 +73,7 @@ def outer_sum(dX, X) -> np.ndarray:
     """sum over the leading axes of dX[..., :, None] * X[..., None, :]: (..., M), (..., N) -> (M, N),
     one matrix product (the time sums of every weight gradient)."""
     M, N = dX.shape[-1], X.shape[-1]
-    return dX.reshape(-1, M).T @ X.reshape(-1, N)
+    a, b = dX.reshape(-1, M), X.reshape(-1, N)
+    if a.shape[0] == 1:                  # one row (one step of one sample): the outer product,
+        return a[0, :, None] * b[0, None, :]   # the same numbers without a BLAS call's overhead
+    return a.T @ b

@@ -69,5 +69,9 @@ def run(args) -> int:
                        case_word=f"case {args.case}"))
         return 1
     errs = ", ".join(f"{k} {v:.1e}" for k, v in cmp.errors.items())
-    print(f"match: every answer within rtol {cmp.rtol:.2g} ({answer.dtype}); relative errors: {errs}")
+    if cmp.unjudged:
+        print(f"not judged: {', '.join(cmp.unjudged)} differ by more than rtol and this case is "
+              "too ill-conditioned to judge them (the round-off model cannot bound the error)")
+    every = "every judged answer" if cmp.unjudged else "every answer"
+    print(f"match: {every} within rtol {cmp.rtol:.2g} ({answer.dtype}); relative errors: {errs}")
     return 0

@@ -2,8 +2,8 @@
 
 Size letters: B batch, T time steps, D inputs, H hidden units, O outputs, S output steps.
 
-`roundoff_rnn(spec)` is a correct candidate for every spec (both activations, all losses,
-outputs, reductions and truncations), written the way real code differs from the hand BPTT:
+`roundoff_rnn(spec)` is a correct candidate for every Elman spec (tanh or sigmoid; every loss,
+output, reduction and truncation), written the way real code differs from the hand BPTT:
 
 - its sums run in another order: the backward pass goes sweep by sweep (`spec.segments`),
   time-reversed, accumulating dU, dW, db one step at a time, and dV, dc by per-sample loops;
@@ -51,6 +51,33 @@ def perturb_ulps(x, ulps: int, rng, coherent: bool = False):
     return np.where(zero, 0.0, x).astype(x.dtype)
 
 
+def unit(kind: str, a, dtype, ulps: int, rng, coherent: bool = False):
+    """tanh(a) or sigmoid(a) = 1 / (1 + exp(-a)) in `dtype`, moved by up to `ulps` ulps
+    (`perturb_ulps`)."""
+    h = np.tanh(a) if kind == "tanh" else np.reciprocal(1 + np.exp(-a))
+    return perturb_ulps(h, ulps, rng, coherent).astype(dtype)
+
+
+def tutorial_loss(spec, dtype, os, ys):
+    """os (B, S, O) -> loss and dL/do (B, S, O) in `dtype`, as a tutorial writes them; ys
+    (B, S, O) or (B, S) class ids."""
+    B = os.shape[0]
+    if spec.loss == "cross_entropy":
+        z = os - os.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        total = e.sum(axis=-1, keepdims=True)
+        logp = z - np.log(total)
+        onehot = np.eye(os.shape[-1], dtype=dtype)[ys]
+        n = {"sum": 1, "mean": ys.size, "batch_mean": B}[spec.reduction]
+        return -np.sum(logp * onehot) / dtype.type(n), (e / total - onehot) / dtype.type(n)
+    n = {"sum": 1, "mean": os.size, "batch_mean": B}[spec.reduction]
+    if spec.loss == "linear":                               # <y, o>: the upstream gradient y
+        return np.sum(ys * os) / dtype.type(n), ys / dtype.type(n)
+    err = os - ys
+    k = dtype.type(0.5 if spec.loss == "half_squared" else 1.0)
+    return k * np.sum(err * err) / dtype.type(n), (2 * k / dtype.type(n)) * err
+
+
 def roundoff_rnn(spec, dtype=np.float64, ulps=None, coherent: bool = False, returned=None):
     """A correct candidate for `spec` with reordered sums, activations `ulps` ulps off and act'
     from the output, computing in `dtype` (see the module docstring)."""
@@ -59,30 +86,14 @@ def roundoff_rnn(spec, dtype=np.float64, ulps=None, coherent: bool = False, retu
     returned = dict(returned or {})
 
     def activation(a, rng):
-        if spec.activation == "tanh":
-            h = np.tanh(a)
-        else:
-            h = np.reciprocal(1 + np.exp(-a))
-        return perturb_ulps(h, ulps, rng, coherent).astype(dtype)
+        return unit(spec.activation, a, dtype, ulps, rng, coherent)
 
     def act_grad(h):
         one = dtype.type(1)
         return one - h * h if spec.activation == "tanh" else h * (one - h)   # from the output
 
     def loss_and_dos(os, ys):
-        """os (B, S, O) -> loss and dL/do (B, S, O), as a tutorial writes them."""
-        if spec.loss == "cross_entropy":
-            z = os - os.max(axis=-1, keepdims=True)
-            e = np.exp(z)
-            total = e.sum(axis=-1, keepdims=True)
-            logp = z - np.log(total)
-            onehot = np.eye(os.shape[-1], dtype=dtype)[ys]
-            n = ys.size if spec.reduction == "mean" else 1
-            return -np.sum(logp * onehot) / dtype.type(n), (e / total - onehot) / dtype.type(n)
-        err = os - ys
-        n = err.size if spec.reduction == "mean" else 1
-        k = dtype.type(0.5 if spec.loss == "half_squared" else 1.0)
-        return k * np.sum(err * err) / dtype.type(n), (2 * k / dtype.type(n)) * err
+        return tutorial_loss(spec, dtype, os, ys)
 
     def candidate(params, xs, ys, h0):
         rng = _rng(xs, ys, h0, *params.arrays().values())

@@ -148,8 +148,8 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
         strategy = cases(spec=spec, max_B=max_B, max_T=max_T, max_D=max_D, max_H=max_H,
                          max_O=max_O, scales=scales, h0=h0, sizes=sizes)
     timed = limited(candidate, timeout)
-    stats = {"examples": 0, "errors": {}, "dtypes": set(), "floored": 0, "last_failing": None,
-             "repeated": False}
+    stats = {"examples": 0, "errors": {}, "dtypes": set(), "floored": 0, "unjudged": 0,
+             "last_failing": None, "repeated": False}
 
     def fails(case) -> bool:
         if not isinstance(case, Case):
@@ -166,7 +166,8 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
         stats["dtypes"].add(str(got.dtype))
         for n, e in cmp.errors.items():
             stats["errors"][n] = max(stats["errors"].get(n, 0.0), e)
-        stats["floored"] += bool(cmp.floors) and not cmp.failing
+        stats["floored"] += bool(cmp.floors) and not cmp.failing and not cmp.unjudged
+        stats["unjudged"] += bool(cmp.unjudged) and not cmp.failing
         if cmp.failing:
             stats["last_failing"] = case
             if not stats["repeated"]:          # the first failure: is it reproducible?
@@ -185,7 +186,8 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
                            random=None if seed is None else Random(seed))
     except NoSuchExample:
         return CheckReport(spec, stats["examples"], rtol, tuple(sorted(stats["dtypes"])),
-                           stats["errors"], time.perf_counter() - start, stats["floored"])
+                           stats["errors"], time.perf_counter() - start, stats["floored"],
+                           stats["unjudged"])
     except _Stop as stop:
         raise stop.error from None
     except FlakyFailure:
@@ -338,4 +340,5 @@ def replay(path, candidate, rtol: Optional[float] = None,
     verify_case(path, stored, TOLERANCES["jax"])
     case = Case(stored.spec, stored.params, stored.xs, stored.ys, stored.h0, None, None)
     cmp = judge(limited(candidate, timeout), case, rtol, save_dir=None, path=path)
-    return CheckReport(stored.spec, 1, rtol, (), dict(cmp.errors), time.perf_counter() - start)
+    return CheckReport(stored.spec, 1, rtol, (), dict(cmp.errors), time.perf_counter() - start,
+                       unjudged=int(bool(cmp.unjudged)))

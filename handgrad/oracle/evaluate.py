@@ -65,6 +65,8 @@ class Comparison(NamedTuple):
     floors: dict        # name -> round-off floor (only computed when some error exceeds rtol)
     rtols: Optional[dict] = None    # name -> the rtol it was judged by (its dtype's, or rtol=)
     note: Optional[str] = None      # a sentence on precision for the report, or None
+    unjudged: tuple = ()            # names above rtol whose round-off floor is unbounded (inf):
+                                    # the case is too ill-conditioned to judge them
 
 
 def expected_answer(case) -> Expected:
@@ -189,7 +191,8 @@ def compare(answer: Answer, expected: Expected, rtol: Optional[float] = None,
     Each answer is judged in its own returned dtype (`Answer.dtype_of`): it fails when its error
     exceeds rtol (default: `tolerance_for` its dtype) and, when `case` is given, its largest
     difference also exceeds what round-off in that dtype can produce on this case
-    (`conditioning.roundoff_floor`, the error model of `handgrad.tolerances`)."""
+    (`conditioning.roundoff_floor`, the error model of `handgrad.tolerances`). Where that
+    floor is unbounded (inf), an answer above rtol is listed in `unjudged`, not passed."""
     errors = {"loss": rel_error(answer.loss, expected.loss)}
     for n in ORDER[1:]:
         if n in answer.grads:
@@ -197,7 +200,7 @@ def compare(answer: Answer, expected: Expected, rtol: Optional[float] = None,
     rtols = {n: tolerance_for(answer.dtype_of(n)) if rtol is None else float(rtol)
              for n in errors}
     failing = tuple(n for n, e in errors.items() if not e <= rtols[n])
-    floors, note = {}, None
+    floors, note, unjudged = {}, None, ()
     if failing and case is not None:
         by_dtype = {}
         for n in failing:
@@ -205,11 +208,14 @@ def compare(answer: Answer, expected: Expected, rtol: Optional[float] = None,
             if d not in by_dtype:
                 by_dtype[d] = roundoff_floor(case, d)
             floors[n] = by_dtype[d][n]
-        failing = tuple(n for n in failing if not _diff(answer, expected, n) <= floors[n])
+        # an unbounded floor (the model cannot bound this case) neither passes nor fails
+        unjudged = tuple(n for n in failing if floors[n] == np.inf)
+        failing = tuple(n for n in failing
+                        if n not in unjudged and not _diff(answer, expected, n) <= floors[n])
         if failing:
             note = precision_note(answer, expected, failing, case)
     used = rtols[primary(failing)] if failing else max(rtols.values())
-    return Comparison(errors, failing, used, floors, rtols, note)
+    return Comparison(errors, failing, used, floors, rtols, note, unjudged)
 
 
 def _diff(answer: Answer, expected: Expected, name: str) -> float:

@@ -53,14 +53,19 @@ class CheckReport:
     dtypes: tuple                    # the precisions the candidate answered in
     max_rel_error: dict = field(default_factory=dict)
     seconds: float = 0.0
-    within_floor: int = 0            # cases that passed only by the round-off floor (saturation)
+    within_floor: int = 0            # cases that passed only by the round-off floor (saturation,
+                                     # long sequences)
+    unjudged: int = 0                # cases above rtol where the round-off model has no bound
 
     def __str__(self) -> str:
         errs = ", ".join(f"{k} {v:.1e}" for k, v in self.max_rel_error.items())
         tol = (f"rtol {self.rtol:g}" if self.rtol is not None
                else "rtol by dtype: " + ", ".join(str(d) for d in self.dtypes))
         floor = (f"; {self.within_floor} case(s) differed by more than rtol but within the "
-                 "round-off floor of saturated units" if self.within_floor else "")
+                 "round-off floor of the case" if self.within_floor else "")
+        if self.unjudged:
+            floor += (f"; {self.unjudged} case(s) too ill-conditioned to judge (above rtol, "
+                      "where the round-off model cannot bound the error): not checked")
         return (f"passed: {self.examples} case(s) of {describe_spec(self.spec)}; largest "
                 f"relative errors: {errs} ({tol}){floor}; {self.seconds:.2f} s")
 
