@@ -173,6 +173,9 @@ def workspace(tmp: Path) -> dict:
     env.pop("HANDGRAD_MUTANT", None)
     env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", MPLBACKEND="Agg",
                PYTHONPATH=str(ROOT), PYTHONDONTWRITEBYTECODE="1")
+    # one BLAS thread per block: the examples are small, and under pytest -n 2 two-thread BLAS
+    # pools only wait for each other's cores (the results do not depend on it)
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return env
 
 
