@@ -21,8 +21,10 @@ are this interpreter, with this worktree's handgrad.
 An HTML comment on the line right before a block marks it:
 
   <!-- slow: REASON -->          run only under HANDGRAD_PROFILE=thorough (a long run);
-  <!-- not run: installs -->     never run: only for blocks of `pip install` / `git clone` / `cd`
-                                 lines (checked here), which .ci/run exercises itself.
+  <!-- not run: REASON -->       never run: only for blocks of install lines (`pip install`,
+                                 `git clone`, `cd`: .ci/run exercises them), the test suite itself
+                                 (`python -m pytest`) and `python tests/mutation_report.py` (it
+                                 rewrites a committed file; tests/test_mutations.py checks it).
 
 A block that imports torch, jax or reference follows tests/conftest.py's `need()`: skipped
 outside CI when the package is missing, a failure in CI. A block that calls a C compiler is
@@ -59,7 +61,11 @@ LINKED = ("handgrad", "reference", "examples", "benchmarks", "tests", "pyproject
 TIMEOUT = 300.0          # seconds per block (a slow block: SLOW_TIMEOUT)
 SLOW_TIMEOUT = 1800.0
 OPTIONAL = ("torch", "jax", "reference")
-INSTALL_LINE = re.compile(r"^(pip3? install|python3? -m pip install|git clone|cd)\b")
+# what a "not run" block may hold: install lines (.ci/run exercises them), the test suite itself
+# (it is what runs these blocks), and the mutation report's regeneration (it rewrites a committed
+# file; tests/test_mutations.py checks the result)
+NOT_RUN_LINE = re.compile(r"^(pip3? install|python3? -m pip install|git clone|cd\b"
+                          r"|python3? -m pytest|python3? tests/mutation_report\.py)")
 MARKER = re.compile(r"^<!--\s*(slow|not run)\s*:\s*(.*?)\s*-->\s*$")
 FENCE_OPEN = re.compile(r"^```([A-Za-z0-9_+-]*)\s*$")
 
@@ -251,9 +257,9 @@ def test_markers_are_used_as_documented():
         assert b.reason, f"{b.name}: a marker needs its reason"
         if b.marker == "not run":
             lines = [c.text for c in commands(b)]
-            assert lines and all(INSTALL_LINE.match(c) for c in lines), (
-                f"{b.name}: 'not run' is for install lines only (pip install, git clone, cd), "
-                f"got {lines}")
+            assert lines and all(NOT_RUN_LINE.match(c) for c in lines), (
+                f"{b.name}: 'not run' is for install lines, the test suite and the mutation "
+                f"report only, got {lines}")
 
 
 def test_pending_pages_exist():
