@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._validate import check_h0, check_inputs, check_params, check_spec, check_xs
-from .cells import cell_for, cell_grads, outer_sum, weights_of
+from .cells import cell_for, cell_grads, matmul_into, outer_sum, weights_of
 from .losses import loss_and_output_grad
 from .spec import Window, segments
 
@@ -72,43 +72,69 @@ def output_states(hs, output: str):
 
 class Backward(NamedTuple):
     grads: object        # Params or GatedParams
-    dstate0: np.ndarray  # (B, W) dL/ds_0
+    dstate0: np.ndarray  # (B, W) dL/ds_0 (zeros when not asked for)
     dxs_tm: object       # (T, B, D) dL/dx_t, or None when not asked for
 
 
-def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False) -> Backward:
+class LossTerms(NamedTuple):
+    """dL/dh_t of the loss terms, taken a step (or a block of steps) at a time, so that no
+    (S, B, H) array is needed: dL/dh_t = V^T dL/do_t (dL/do_t itself without a head)."""
+
+    dos: np.ndarray      # (S, B, O) dL/do_t; dos[0] belongs to step `first`
+    V: object            # (O, H) or None (no head: o_t = h_t)
+    first: int           # the step of dos[0]: 1 (output="all") or T ("last")
+
+    def add_into(self, ds, t: int):
+        """ds[..., :H] += dL/dh_t at step t (ds (B, S); the LSTM's c part gets nothing)."""
+        H = self.V.shape[1] if self.V is not None else self.dos.shape[-1]
+        do = self.dos[t - self.first]
+        ds[..., :H] += do if self.V is None else do @ self.V
+
+    def block(self, out):
+        """out[..., :H] = dL/dh_t for every loss step (out (S, B, S_w)), one product."""
+        H = self.V.shape[1] if self.V is not None else self.dos.shape[-1]
+        if out.shape[-1] != H:
+            out[..., H:] = 0.0
+        if self.V is None:
+            out[..., :H] = self.dos
+        else:
+            matmul_into(self.dos, self.V, out[..., :H])
+        return out
+
+
+def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False,
+             wrt_h0: bool = True, consume: bool = False) -> Backward:
     """Hand-derived BPTT under `spec.truncation`.
 
     xs_tm: (T, B, D); fwd: the forward pass; dos: dL/do_t of shape (S, B, O).
+    wrt_h0=False skips the products that only dL/ds_0 needs (dstate0 is then zeros).
+    consume=True lets the backward write dL/dP_t over `fwd.cache` where each step is visited
+    once (full BPTT, Chunks): one (T, B, G H) array less; the cache is garbage afterwards.
     """
     cell = cell_for(spec)
     w = weights_of(params)
     states = fwd.states
     T, B, D = xs_tm.shape
     hs_out = output_states(cell.hidden(states), spec.output)       # (S, B, H)
-    H = hs_out.shape[-1]
 
     # o_t = V h_t + c: the output layer sees every loss term directly (never truncated)
     if params.V is not None:
         dV = outer_sum(dos, hs_out)                                # sum_t do_t h_t^T
         dc = dos.sum(axis=(0, 1)) if params.c is not None else None  # sum_t do_t
-        dh_loss = (dos.reshape(-1, dos.shape[-1]) @ params.V).reshape(hs_out.shape)  # V^T do_t
     else:
         dV = dc = None
-        dh_loss = dos                                              # o_t = h_t
-    # the loss enters the state through its hidden part h_t
-    ds_loss = dh_loss if cell.width(H) == H else np.concatenate(
-        [dh_loss, np.zeros(dh_loss.shape[:-1] + (cell.width(H) - H,))], axis=-1)
+    # the loss enters the state through its hidden part h_t: dL/dh_t = V^T do_t (o_t = h_t
+    # without a head), taken per step by the sweeps
+    loss = LossTerms(dos, params.V, 1 if spec.output == "all" else T)
 
     # the recurrence: dL/dP_t (and dL/dR_t) for every t, summed over the sweeps of the truncation
     window = spec.truncation.k if isinstance(spec.truncation, Window) else None
     if spec.output == "all" and window is not None and window < T - 1:
-        dP, dR, ds0 = window_sweeps(cell, w, fwd, ds_loss, window)
+        dP, dR, ds0 = window_sweeps(cell, w, fwd, loss, window, wrt_h0)
         lo = 0
     else:
         sweeps = segments(spec.truncation, T, spec.output)
-        first_loss_step = 1 if spec.output == "all" else T
-        dP, dR, ds0 = segment_sweeps(cell, w, fwd, ds_loss, sweeps, first_loss_step)
+        dP, dR, ds0 = segment_sweeps(cell, w, fwd, loss, sweeps, wrt_h0, consume)
         lo = min(seg.cut for seg in sweeps)                        # no sweep reaches steps 1..lo
 
     # P_t = W_in x_t + b_in and the recurrent terms: time sums as single matrix products
@@ -117,59 +143,107 @@ def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False) -> Ba
     dW_rec, db_rec = cell.recurrent_grads(w, fwd.cache, states, (dP if dR is None else dR)[lo:], lo)
     dxs_tm = None
     if wrt_xs:                                                     # x_t enters through P_t only
-        dxs_tm = (dP.reshape(T * B, -1) @ w.W_in).reshape(T, B, D)
+        dxs_tm = np.zeros((T, B, D))
+        dxs_tm[lo:] = dP[lo:] @ w.W_in
     return Backward(cell_grads(params, dW_in, dW_rec, db_in, db_rec, dV, dc), ds0, dxs_tm)
 
 
-def segment_sweeps(cell, w, fwd: Forward, ds_loss, sweeps, first_loss_step: int):
-    """dL/dP_t (T, B, G H), dL/dR_t (or None when it is dL/dP_t) and dL/ds_0 (B, W), one
-    backward sweep (spec.Segment) at a time.
+def visited_once(sweeps, T: int) -> bool:
+    """Whether the sweeps visit every step from the earliest cut + 1 to T exactly once."""
+    count = np.zeros(T + 1, dtype=np.int64)
+    for seg in sweeps:
+        count[seg.cut + 1:seg.last + 1] += 1
+    lo = min(seg.cut for seg in sweeps)
+    return bool(np.all(count[lo + 1:] == 1))
 
-    ds_loss: (S, B, W) the loss's gradient of the state at each output step, ds_loss[0]
-    belonging to step first_loss_step.
+
+def segment_sweeps(cell, w, fwd: Forward, loss: LossTerms, sweeps, wrt_h0: bool = True,
+                   consume: bool = False):
+    """dL/dP_t (T, B, G H), dL/dR_t (or None when it is dL/dP_t) and dL/ds_0 (B, W), one
+    backward sweep (spec.Segment) at a time, one step at a time.
+
+    With `consume` and every step visited once, dL/dP_t is written over the cache; otherwise
+    it is summed over the sweeps in an array of its own.
     """
     states, cache = fwd
     T, B, Wd = states.shape[0] - 1, states.shape[1], states.shape[2]
-    dP, dR = np.zeros((T, B, w.W_in.shape[0])), None       # dR: only if the cell has its own
+    GH = w.W_in.shape[0]
+    in_place = consume and visited_once(sweeps, T)
+    dP = None if in_place else np.zeros((T, B, GH))
+    dR = np.zeros((T, B, GH)) if cell.own_dR else None
+    dp = None if in_place else np.empty((1, B, GH))
+    dr = np.empty((1, B, GH)) if cell.own_dR and not in_place else None
     ds0 = np.zeros((B, Wd))
+    ds = np.empty((1, B, Wd))                              # dL/ds_t carried from step t + 1
     for seg in sweeps:
-        ds = np.zeros((1, B, Wd))                          # dL/ds_t carried from step t + 1
+        ds.fill(0.0)
         for t in range(seg.last, seg.cut, -1):
             if t >= seg.first:
-                ds = ds + ds_loss[t - first_loss_step]     # the loss term at step t
-            dp, dr, ds = cell.back(w, cache, states, t - 1, t, ds)   # back through step t
-            dP[t - 1] += dp[0]
-            if dr is not None:
-                dR = np.zeros_like(dP) if dR is None else dR
-                dR[t - 1] += dr[0]
-        if seg.cut == 0:
+                loss.add_into(ds[0], t)                    # the loss term at step t
+            # s_{t-1} = s_cut is a constant of the surrogate: nothing to carry past a cut
+            carry = ds if t - 1 > seg.cut or (seg.cut == 0 and wrt_h0) else None
+            if in_place:                                   # back through step t
+                cell.back(w, cache, states, t - 1, t, ds, cell.dP_slot(cache, t - 1, t), carry,
+                          None if dR is None else dR[t - 1:t])
+            else:
+                cell.back(w, cache, states, t - 1, t, ds, dp, carry, dr)
+                dP[t - 1] += dp[0]
+                if dR is not None:
+                    dR[t - 1] += dr[0]
+        if seg.cut == 0 and wrt_h0:
             ds0 += ds[0]                                   # s_0 is an input, never cut
-        # else s_cut is a constant of the surrogate: its gradient stops here
+    if in_place:
+        dP = cell.dP_slot(cache, 0, T)
     return dP, dR, ds0
 
 
-def window_sweeps(cell, w, fwd: Forward, ds_loss, k: int):
+BLOCK_ELEMENTS = 1 << 16   # the Window(k) lags run in blocks of steps of about this many numbers
+
+
+def window_sweeps(cell, w, fwd: Forward, loss: LossTerms, k: int, wrt_h0: bool = True):
     """`Window(k)` with a loss at every step, all T sweeps at once, one lag at a time.
 
     The sweep of loss step t covers steps t, t-1, ..., max(1, t-k). At lag i it is at step
     s = t - i, so the sweeps of t = i+1..T sit on the steps s = 1..T-i: one backward step of
-    T - i steps side by side per lag, instead of T sweeps of k + 1 small steps each.
-    ds_loss: (T, B, W); 0 <= k < T - 1.
+    T - i steps side by side per lag, instead of T sweeps of k + 1 small steps each. The lag
+    runs in blocks of steps (its carry updated in place, a block at a time, in cache); at the
+    last lag only the sweep that reaches s_0 needs its carry.
+    0 <= k < T - 1.
     """
     states, cache = fwd
-    T = states.shape[0] - 1
-    carry = ds_loss.copy()                                 # carry[t-1]: sweep t's dL_t/ds_s
-    dP, dR = np.zeros((T,) + carry.shape[1:2] + w.W_in.shape[:1]), None
-    ds0 = np.zeros(carry.shape[1:])
+    T, B, Wd = states.shape[0] - 1, states.shape[1], states.shape[2]
+    GH = w.W_in.shape[0]
+    carry = loss.block(np.empty((T, B, Wd)))               # carry[t-1]: sweep t's dL_t/ds_s
+    dP = np.zeros((T, B, GH))
+    dR = np.zeros((T, B, GH)) if cell.own_dR else None
+    rows = max(1, BLOCK_ELEMENTS // (B * max(GH, Wd)))
+    dp = np.empty((rows, B, GH))
+    dr = np.empty((rows, B, GH)) if cell.own_dR else None
+    ds0 = np.zeros((B, Wd))
     for i in range(k + 1):
         n = T - i                                          # sweeps t = i+1..T, at steps s = 1..n
-        dp, dr, carry[i:] = cell.back(w, cache, states, 0, n, carry[i:])
-        dP[:n] += dp
-        if dr is not None:
-            dR = np.zeros_like(dP) if dR is None else dR
-            dR[:n] += dr
-        ds0 += carry[i]                                    # sweep t = i+1 has reached s_0
-    # after k+1 steps each remaining sweep stops at its cut s_{t-k-1}, a constant
+        for s0 in range(0, n, rows):
+            s1 = min(n, s0 + rows)
+            m = s1 - s0
+            ds = carry[i + s0:i + s1]
+            # after this lag each sweep but t = i+1 (at s = 1) stops at its cut s_{t-k-1}
+            if i < k:
+                cell.back(w, cache, states, s0, s1, ds, dp[:m], ds, None if dr is None else dr[:m])
+            else:
+                if s0 == 0 and wrt_h0:
+                    cell.back(w, cache, states, 0, 1, ds[:1], dp[:1], ds[:1],
+                              None if dr is None else dr[:1])
+                    first = 1
+                else:
+                    first = 0
+                if first < m:
+                    cell.back(w, cache, states, s0 + first, s1, ds[first:], dp[first:m], None,
+                              None if dr is None else dr[first:m])
+            dP[s0:s1] += dp[:m]
+            if dR is not None:
+                dR[s0:s1] += dr[:m]
+        if wrt_h0:
+            ds0 += carry[i]                                # sweep t = i+1 has reached s_0
     return dP, dR, ds0
 
 
@@ -226,7 +300,7 @@ def loss_and_grads_trusted(params, xs, ys, spec, h0=None, wrt_h0: bool = False,
     fwd = forward_states(params, xs_tm, initial_state(h0, B, H, spec), spec)
     os = outputs(params, output_states(hidden_states(fwd.states, spec), spec.output))
     loss, dos = loss_and_output_grad(os, ys_tm, spec.loss, spec.reduction)
-    back = backward(params, xs_tm, fwd, dos, spec, wrt_xs)
+    back = backward(params, xs_tm, fwd, dos, spec, wrt_xs, wrt_h0, consume=True)
     out = (loss, back.grads)
     if wrt_h0:
         out += (state_gradient(back.dstate0, spec),)
