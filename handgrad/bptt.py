@@ -169,31 +169,29 @@ def segment_sweeps(cell, w, fwd: Forward, loss: LossTerms, sweeps, wrt_h0: bool 
     T, B, Wd = states.shape[0] - 1, states.shape[1], states.shape[2]
     GH = w.W_in.shape[0]
     in_place = consume and visited_once(sweeps, T)
-    dP = None if in_place else np.zeros((T, B, GH))
+    dP = cell.dP_slot(cache, 0, T) if in_place else np.zeros((T, B, GH))
     dR = np.zeros((T, B, GH)) if cell.own_dR else None
-    dp = None if in_place else np.empty((1, B, GH))
-    dr = np.empty((1, B, GH)) if cell.own_dR and not in_place else None
+    dp = np.empty((B, GH))                                 # one step's dL/dP_t (and dL/dR_t)
+    dr = np.empty((B, GH)) if cell.own_dR else None
     ds0 = np.zeros((B, Wd))
-    ds = np.empty((1, B, Wd))                              # dL/ds_t carried from step t + 1
+    ds = np.empty((B, Wd))                                 # dL/ds_t carried from step t + 1
+    back = cell.step_back
     for seg in sweeps:
         ds.fill(0.0)
         for t in range(seg.last, seg.cut, -1):
             if t >= seg.first:
-                loss.add_into(ds[0], t)                    # the loss term at step t
+                loss.add_into(ds, t)                       # the loss term at step t
             # s_{t-1} = s_cut is a constant of the surrogate: nothing to carry past a cut
             carry = ds if t - 1 > seg.cut or (seg.cut == 0 and wrt_h0) else None
             if in_place:                                   # back through step t
-                cell.back(w, cache, states, t - 1, t, ds, cell.dP_slot(cache, t - 1, t), carry,
-                          None if dR is None else dR[t - 1:t])
+                back(w, cache, states, t, ds, dP[t - 1], carry, None if dR is None else dR[t - 1])
             else:
-                cell.back(w, cache, states, t - 1, t, ds, dp, carry, dr)
-                dP[t - 1] += dp[0]
+                back(w, cache, states, t, ds, dp, carry, dr)
+                dP[t - 1] += dp
                 if dR is not None:
-                    dR[t - 1] += dr[0]
+                    dR[t - 1] += dr
         if seg.cut == 0 and wrt_h0:
-            ds0 += ds[0]                                   # s_0 is an input, never cut
-    if in_place:
-        dP = cell.dP_slot(cache, 0, T)
+            ds0 += ds                                      # s_0 is an input, never cut
     return dP, dR, ds0
 
 

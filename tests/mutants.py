@@ -65,7 +65,7 @@ MUTANTS = {
     "carried gradient dropped": Mutant(
         "handgrad.bptt", "dL/ds_t takes only the loss term at t, not the gradient carried back "
         "from step t + 1 (sweep path)",
-        (("loss.add_into(ds[0], t)", "ds[0] = 0.0; loss.add_into(ds[0], t)"),),
+        (("loss.add_into(ds, t)", "ds[...] = 0.0; loss.add_into(ds, t)"),),
         ELMAN),
     "Window(k) off by one": Mutant(
         "handgrad.bptt", "the many-to-many Window(k) path backpropagates k - 1 transitions "
@@ -84,7 +84,7 @@ MUTANTS = {
         (("range(seg.last, seg.cut, -1)", "range(seg.last, seg.cut + 1, -1)"),), ELMAN),
     "dh0 overwritten": Mutant(
         "handgrad.bptt", "dh0 keeps only the last sweep that reaches h_0 instead of their sum",
-        (("ds0 += ds[0]", "ds0 = 1 * ds[0]"),), ELMAN),
+        (("ds0 += ds ", "ds0 = 1 * ds "),), ELMAN),
     "dxs misses the carried gradient": Mutant(
         "handgrad.bptt", "dx_t = W_in^T dL/dP_t from step t's own loss term only, without the "
         "gradient carried back from later steps",
@@ -110,7 +110,8 @@ MUTANTS = {
         (("outer_sum(dR, states[lo:-1])", "outer_sum(dR, states[lo + 1:])"),), ELMAN),
     "W transposed in the carry": Mutant(
         "handgrad.cells.elman", "dh_{t-1} = W da_t instead of W^T da_t",
-        (("matmul_into(dP, w.W_rec, ds_prev)", "matmul_into(dP, w.W_rec.T, ds_prev)"),), ELMAN),
+        (("matmul_into(dP, w.W_rec, ds_prev)", "matmul_into(dP, w.W_rec.T, ds_prev)"),
+         ("np.dot(dP, w.W_rec, ds_prev)", "np.dot(dP, w.W_rec.T, ds_prev)")), ELMAN),
     "relu'(0) = 1": Mutant(
         "handgrad.nonlin", "relu'(0) taken as 1 (PyTorch and JAX use 0)",
         (("positive = np.real(a) > 0", "positive = np.real(a) >= 0"),),

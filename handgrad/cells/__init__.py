@@ -22,6 +22,8 @@ the research tools are written once, in `handgrad.bptt` and beyond:
   ds_prev is None (a cut, or h_0 not asked for); and, for a cell with `own_dR`, the gradient of
   the recurrent product's output into dR (n, B, G H) (it differs from dP only in the GRU's
   reset-after candidate block). Every output is written, never accumulated.
+- `step_back(w, cache, states, t, ds, dP, ds_prev=None, dR=None)`: `back` of the one step t on
+  (B, S) and (B, G H) arrays (a sweep's inner loop: at B = 1 the cost of a step is its calls).
 - `recurrent_grads(w, cache, states, dR, lo)`: dW_rec and db_rec summed over steps lo + 1 .. T,
   each a single matrix product over time (dR (T - lo, B, G H), summed over the sweeps; dP when
   the cell has no `own_dR`).
@@ -85,7 +87,7 @@ def outer_sum(dX, X) -> np.ndarray:
 def matmul_into(a, b, out):
     """out = a @ b for a (..., K), b (K, N), out (..., N): one BLAS product over every leading
     axis (np.dot on 2-D views; a non-contiguous `out` gets the product copied in)."""
-    a2 = a.reshape(-1, a.shape[-1])
+    a2 = a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
     if out.flags.c_contiguous:
         np.dot(a2, b, out=out.reshape(-1, out.shape[-1]))
     else:

@@ -41,26 +41,28 @@ class Elman:
         hs = np.empty((T + 1, B, H), P.dtype)
         hs[0] = s0
         Wh = np.empty((B, H), P.dtype)
-        dot, add = np.dot, np.add                         # (np.dot: less call overhead than matmul)
-        with np.errstate(over="ignore"):                  # sigmoid's exp(-a) -> inf is exact
+        dot, add = np.dot, np.add                         # (np.dot: less call overhead than matmul;
+        with np.errstate(over="ignore"):                  #  positional out: less than out=)
             if self.activation == "sigmoid" and not np.iscomplexobj(hs):
+                # sigmoid's exp(-a) -> inf is exact
                 nWT = np.negative(w.W_rec.T, order="C")   # -W^T: the loop computes -a_t
                 np.negative(P, out=P)
                 exp, reciprocal = np.exp, np.reciprocal
+                one = np.ones((B, H))                     # (adding an array: less overhead than 1.0)
                 for t in range(T):
                     a, h = P[t], hs[t + 1]
-                    dot(hs[t], nWT, out=Wh)
-                    add(a, Wh, out=a)                     # -a_t = -(U x_t + b) - W h_{t-1}
-                    exp(a, out=h)                         # h_t = 1 / (1 + exp(-a_t))
-                    add(h, 1.0, out=h)
-                    reciprocal(h, out=h)
+                    dot(hs[t], nWT, Wh)
+                    add(a, Wh, a)                         # -a_t = -(U x_t + b) - W h_{t-1}
+                    exp(a, h)                             # h_t = 1 / (1 + exp(-a_t))
+                    add(h, one, h)
+                    reciprocal(h, h)
             else:
                 WT = np.ascontiguousarray(w.W_rec.T)
                 f = act_function(self.activation, np.iscomplexobj(hs))
                 for t in range(T):
                     a = P[t]
-                    dot(hs[t], WT, out=Wh)
-                    add(a, Wh, out=a)                     # a_t = U x_t + b + W h_{t-1}
+                    dot(hs[t], WT, Wh)
+                    add(a, Wh, a)                         # a_t = U x_t + b + W h_{t-1}
                     f(a, out=hs[t + 1])                   # h_t = act(a_t)
         if not derivative:
             return hs, None
@@ -76,6 +78,11 @@ class Elman:
         if ds_prev is not None:
             matmul_into(dP, w.W_rec, ds_prev)             # a_t = ... + W h_{t-1}: carry to h_{t-1}
         return dP, None, ds_prev
+
+    def step_back(self, w, dact, states, t: int, ds, dP, ds_prev=None, dR=None):
+        np.multiply(ds, dact[t - 1], dP)                  # h_t = act(a_t): da = dh * act'(a_t)
+        if ds_prev is not None:
+            np.dot(dP, w.W_rec, ds_prev)                  # a_t = ... + W h_{t-1}: carry to h_{t-1}
 
     def recurrent_grads(self, w, dact, states, dR, lo: int):
         return outer_sum(dR, states[lo:-1]), None         # dW = sum_t da_t h_{t-1}^T

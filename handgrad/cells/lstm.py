@@ -117,6 +117,11 @@ class LSTM:
             np.multiply(dc_t, f, out=ds_prev[..., H:])     # c = f c_prev + ...: carry to c_prev
         return dP, None, ds_prev
 
+    def step_back(self, w, cache, states, t: int, ds, dP, ds_prev=None, dR=None):
+        """`back` of the one step t, on (B, S) and (B, G H) arrays."""
+        self.back(w, cache, states, t - 1, t, ds[None], dP[None],
+                  None if ds_prev is None else ds_prev[None], None if dR is None else dR[None])
+
     def recurrent_grads(self, w, cache, states, dR, lo: int):
         H = states.shape[-1] // 2
         db = dR.sum(axis=tuple(range(dR.ndim - 1))) if w.b_rec is not None else None
