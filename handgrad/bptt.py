@@ -19,6 +19,7 @@ sums of the weight gradients are single matrix products at the end.
 """
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -26,7 +27,7 @@ import numpy as np
 from ._validate import check_h0, check_inputs, check_params, check_spec, check_xs
 from .cells import cell_for, cell_grads, matmul_into, outer_sum, weights_of
 from .losses import loss_and_output_grad
-from .spec import Window, segments
+from .spec import Segment, Window, segments
 
 
 class Forward(NamedTuple):
@@ -158,12 +159,13 @@ def visited_once(sweeps, T: int) -> bool:
 
 
 def segment_sweeps(cell, w, fwd: Forward, loss: LossTerms, sweeps, wrt_h0: bool = True,
-                   consume: bool = False):
+                   consume: bool = False, ds_in=None):
     """dL/dP_t (T, B, G H), dL/dR_t (or None when it is dL/dP_t) and dL/ds_0 (B, W), one
     backward sweep (spec.Segment) at a time, one step at a time.
 
     With `consume` and every step visited once, dL/dP_t is written over the cache; otherwise
-    it is summed over the sweeps in an array of its own.
+    it is summed over the sweeps in an array of its own. ds_in (B, W): a gradient of s_T
+    arriving from beyond the last step (checkpointing: the stretches after), for one sweep.
     """
     states, cache = fwd
     T, B, Wd = states.shape[0] - 1, states.shape[1], states.shape[2]
@@ -177,7 +179,10 @@ def segment_sweeps(cell, w, fwd: Forward, loss: LossTerms, sweeps, wrt_h0: bool 
     ds = np.empty((B, Wd))                                 # dL/ds_t carried from step t + 1
     back = cell.step_back
     for seg in sweeps:
-        ds.fill(0.0)
+        if ds_in is None:
+            ds.fill(0.0)
+        else:
+            ds[...] = ds_in
         for t in range(seg.last, seg.cut, -1):
             if t >= seg.first:
                 loss.add_into(ds, t)                       # the loss term at step t
@@ -270,7 +275,8 @@ def state_gradient(ds0, spec):
     return ds0
 
 
-def loss_and_grads(params, xs, ys, spec, h0=None, wrt_h0: bool = False, wrt_xs: bool = False):
+def loss_and_grads(params, xs, ys, spec, h0=None, wrt_h0: bool = False, wrt_xs: bool = False,
+                   memory=None):
     """Loss and its hand-derived gradient (BPTT under `spec.truncation`).
 
     params: `Params` (U (H, D), W (H, H), V (O, H), b (H,), c (O,)) or, for `spec.cell` "gru" /
@@ -279,12 +285,133 @@ def loss_and_grads(params, xs, ys, spec, h0=None, wrt_h0: bool = False, wrt_xs: 
     Returns (loss, grads[, dh0][, dxs]): dh0 of h0's shape (a pair for the LSTM) with
     `wrt_h0=True`, dxs (B, T, D) with `wrt_xs=True`. Truncation changes the gradient, never the
     loss; under truncation dxs is the gradient of the same surrogate.
+    memory: None (keep every state and the cell's cache for the backward pass: fastest), or a
+    budget in bytes for what the backward keeps (states and caches, `memory_needed`): full
+    BPTT then stores every L-th state only and recomputes each stretch of L steps from it
+    during the backward pass (checkpointing, Gruslys et al. 2016 section 3), with L the largest
+    stretch that fits; it costs one more forward pass and gives the same numbers to round-off.
+    The outputs and their gradients (S, B, O) and dxs are kept whole either way.
     """
     for name, value in (("wrt_h0", wrt_h0), ("wrt_xs", wrt_xs)):
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{name} must be True or False, got {value!r}")
     params, xs, ys, h0, spec = check_inputs(params, xs, ys, spec, h0)
+    if memory is not None:
+        stretch = checkpoint_stretch(memory, spec, xs.shape[0], xs.shape[1], params.sizes[1])
+        if stretch is not None:
+            return checkpointed_loss_and_grads(params, xs, ys, spec, h0, wrt_h0, wrt_xs, stretch)
     return loss_and_grads_trusted(params, xs, ys, spec, h0, wrt_h0, wrt_xs)
+
+
+CACHE_WIDTH = {"elman": 1, "gru": 8, "lstm": 10}   # cache floats per step, in units of B H
+
+
+def memory_needed(spec, B: int, T: int, H: int, stretch=None) -> int:
+    """Bytes of states and cache the backward pass keeps: all T steps (stretch None), or with
+    checkpoints every `stretch` steps (ceil(T / stretch) + 1 states, and one stretch whole)."""
+    state = B * (2 * H if spec.cell == "lstm" else H) * 8
+    step = state + B * H * CACHE_WIDTH[spec.cell] * 8
+    if stretch is None or stretch >= T:
+        return state + T * step
+    return (math.ceil(T / stretch) + 1) * state + state + stretch * step
+
+
+def checkpoint_stretch(memory, spec, B: int, T: int, H: int):
+    """The stretch L (steps recomputed from one stored state) for a budget of `memory` bytes:
+    None when everything fits; ValueError when even the best L (about sqrt(T state / step))
+    does not fit, or when the truncation is not full BPTT."""
+    if isinstance(memory, bool) or not isinstance(memory, (int, float, np.integer, np.floating)) \
+            or not memory > 0:
+        raise ValueError(f"memory must be None or a positive number of bytes, got {memory!r}")
+    if memory >= memory_needed(spec, B, T, H):
+        return None
+    if spec.truncation is not None:
+        raise ValueError(f"memory (checkpointing) needs full BPTT (truncation=None), got "
+                         f"truncation={spec.truncation!r}; a truncated gradient keeps all T "
+                         f"steps ({memory_needed(spec, B, T, H)} bytes here)")
+    best = min(range(1, T + 1), key=lambda L: memory_needed(spec, B, T, H, L))
+    fits = [L for L in range(1, T + 1) if memory_needed(spec, B, T, H, L) <= memory]
+    if not fits:
+        raise ValueError(f"memory must be at least {memory_needed(spec, B, T, H, best)} bytes "
+                         f"for B={B}, T={T}, H={H} ({spec.cell}; checkpoints every {best} "
+                         f"steps), got {memory!r}")
+    return max(fits)
+
+
+def checkpointed_loss_and_grads(params, xs, ys, spec, h0, wrt_h0: bool, wrt_xs: bool,
+                                stretch: int):
+    """`loss_and_grads_trusted` for full BPTT keeping only every `stretch`-th state.
+
+    Pass 1 runs forward stretch by stretch without the cache, storing s_0, s_L, s_2L, ... and
+    the outputs; pass 2 walks the stretches from the last, recomputes each one's states and
+    cache from its stored state, and carries dL/ds back through it (`segment_sweeps` with the
+    gradient arriving from the stretch after), adding its share of every gradient.
+    xs (B, T, D); ys as for `loss_and_grads`.
+    """
+    cell = cell_for(spec)
+    w = weights_of(params)
+    B, T, D = xs.shape
+    H = params.sizes[1]
+    bounds = [(lo, min(T, lo + stretch)) for lo in range(0, T, stretch)]
+
+    def xs_of(lo, hi):                                     # (n, B, D), time-major
+        return np.ascontiguousarray(np.swapaxes(xs[:, lo:hi], 0, 1))
+
+    starts = [initial_state(h0, B, H, spec)]               # s_lo of every stretch
+    hs_parts = []
+    for lo, hi in bounds:
+        states = forward_states(params, xs_of(lo, hi), starts[-1], spec, derivative=False).states
+        if spec.output == "all":
+            hs_parts.append(outputs(params, cell.hidden(states[1:])))
+        starts.append(states[-1].copy())
+    os = np.concatenate(hs_parts) if spec.output == "all" else \
+        outputs(params, cell.hidden(starts[-1])[None])
+    _, ys_tm = time_major(xs[:, :0], ys, spec)
+    loss, dos = loss_and_output_grad(os, ys_tm, spec.loss, spec.reduction)
+    del os, hs_parts
+
+    GH = w.W_in.shape[0]
+    dW_in, dW_rec = np.zeros((GH, D)), np.zeros(w.W_rec.shape)
+    db_in = np.zeros(GH) if w.b_in is not None else None
+    db_rec = np.zeros(GH) if w.b_rec is not None else None
+    dV = np.zeros(params.V.shape) if params.V is not None else None
+    dc = np.zeros(params.c.shape) if params.c is not None else None
+    dxs = np.zeros((B, T, D)) if wrt_xs else None
+    ds = np.zeros((B, cell.width(H)))                      # dL/ds_hi from the stretches after
+    for k in range(len(bounds) - 1, -1, -1):
+        lo, hi = bounds[k]
+        n = hi - lo
+        xs_tm = xs_of(lo, hi)
+        fwd = forward_states(params, xs_tm, starts[k], spec)
+        hs_seg = cell.hidden(fwd.states[1:])               # h_lo+1 .. h_hi, (n, B, H)
+        if spec.output == "all":
+            seg_dos, first, hs_out = dos[lo:hi], 1, hs_seg
+        elif hi == T:
+            seg_dos, first, hs_out = dos, n, hs_seg[-1:]
+        else:                                              # no loss term in this stretch
+            seg_dos, first, hs_out = dos[:0], n + 1, hs_seg[:0]
+        if dV is not None:                                 # o_t = V h_t + c
+            dV += outer_sum(seg_dos, hs_out)
+            if dc is not None:
+                dc += seg_dos.sum(axis=(0, 1))
+        loss_terms = LossTerms(seg_dos, params.V, first)
+        dP, dR, ds = segment_sweeps(cell, w, fwd, loss_terms, [Segment(first, n, 0)],
+                                    wrt_h0=True, consume=True, ds_in=ds)
+        dW_in += outer_sum(dP, xs_tm)                      # sum_t dP_t x_t^T
+        if db_in is not None:
+            db_in += dP.sum(axis=(0, 1))
+        dW, db = cell.recurrent_grads(w, fwd.cache, fwd.states, dP if dR is None else dR, 0)
+        dW_rec += dW
+        if db_rec is not None:
+            db_rec += db
+        if wrt_xs:
+            dxs[:, lo:hi] = np.swapaxes(dP @ w.W_in, 0, 1)  # x_t enters through P_t only
+    out = (loss, cell_grads(params, dW_in, dW_rec, db_in, db_rec, dV, dc))
+    if wrt_h0:
+        out += (state_gradient(ds, spec),)
+    if wrt_xs:
+        out += (dxs,)
+    return out
 
 
 def loss_and_grads_trusted(params, xs, ys, spec, h0=None, wrt_h0: bool = False,
