@@ -62,7 +62,9 @@ def outputs(params, hs_steps):
     if params.V is None:
         return hs_steps
     os = hs_steps @ params.V.T
-    return os if params.c is None else os + params.c
+    if params.c is not None:
+        os += params.c
+    return os
 
 
 def output_states(hs, output: str):
