@@ -26,6 +26,7 @@ import numpy as np
 
 from ._validate import check_h0, check_inputs, check_params, check_spec, check_xs
 from .cells import cell_for, cell_grads, matmul_into, outer_sum, weights_of
+from .params import tree_map
 from .losses import loss_and_output_grad
 from .spec import Segment, Window, segments
 
@@ -116,9 +117,8 @@ def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False,
     """
     cell = cell_for(spec)
     w = weights_of(params)
-    states = fwd.states
     T, B, D = xs_tm.shape
-    hs_out = output_states(cell.hidden(states), spec.output)       # (S, B, H)
+    hs_out = output_states(cell.hidden(fwd.states), spec.output)   # (S, B, H)
 
     # o_t = V h_t + c: the output layer sees every loss term directly (never truncated)
     if params.V is not None:
@@ -140,15 +140,59 @@ def backward(params, xs_tm, fwd: Forward, dos, spec, wrt_xs: bool = False,
         dP, dR, ds0 = segment_sweeps(cell, w, fwd, loss, sweeps, wrt_h0, consume)
         lo = min(seg.cut for seg in sweeps)                        # no sweep reaches steps 1..lo
 
-    # P_t = W_in x_t + b_in and the recurrent terms: time sums as single matrix products
-    dW_in = outer_sum(dP[lo:], xs_tm[lo:])                         # sum_t dP_t x_t^T
-    db_in = dP[lo:].sum(axis=(0, 1)) if w.b_in is not None else None
-    dW_rec, db_rec = cell.recurrent_grads(w, fwd.cache, states, (dP if dR is None else dR)[lo:], lo)
+    grads = assemble_grads(params, cell, xs_tm, fwd, dP[lo:], None if dR is None else dR[lo:],
+                           lo, T, dV, dc)
     dxs_tm = None
     if wrt_xs:                                                     # x_t enters through P_t only
         dxs_tm = np.zeros((T, B, D))
         dxs_tm[lo:] = dP[lo:] @ w.W_in
-    return Backward(cell_grads(params, dW_in, dW_rec, db_in, db_rec, dV, dc), ds0, dxs_tm)
+    return Backward(grads, ds0, dxs_tm)
+
+
+class OutputSide(NamedTuple):
+    dV: object               # (O, H) sum_t do_t h_t^T, or None without a head
+    dc: object               # (O,) sum_t do_t, or None without a head or bias
+    ds_loss: np.ndarray      # (S, B, W) dL/ds_t through o_t alone (zero on the LSTM's c_t)
+
+
+def output_side(params, cell, states, dos, output: str) -> OutputSide:
+    """The output layer's gradients and what the loss sends into the states.
+
+    states: (T + 1, B, W) s_0 .. s_T; dos: dL/do_t (S, B, O) of the output steps (`output`).
+    """
+    hs_out = output_states(cell.hidden(states), output)            # (S, B, H)
+    H = hs_out.shape[-1]
+    # o_t = V h_t + c: the output layer sees every loss term directly (never truncated)
+    if params.V is not None:
+        dV = outer_sum(dos, hs_out)                                # sum_t do_t h_t^T
+        dc = dos.sum(axis=(0, 1)) if params.c is not None else None  # sum_t do_t
+        dh_loss = (dos.reshape(-1, dos.shape[-1]) @ params.V).reshape(hs_out.shape)  # V^T do_t
+    else:
+        dV = dc = None
+        dh_loss = dos                                              # o_t = h_t
+    # the loss enters the state through its hidden part h_t
+    ds_loss = dh_loss if cell.width(H) == H else np.concatenate(
+        [dh_loss, np.zeros(dh_loss.shape[:-1] + (cell.width(H) - H,))], axis=-1)
+    return OutputSide(dV, dc, ds_loss)
+
+
+def assemble_grads(params, cell, xs_tm, fwd: Forward, dP, dR, lo: int, hi: int, dV=None,
+                   dc=None):
+    """The gradient, as `params`' type, of the terms dL/dP_t (and dL/dR_t) of steps lo+1..hi.
+
+    dP, dR: (hi - lo, B, G H), dR None when it equals dP (see handgrad.cells); xs_tm (T, B, D);
+    dV, dc: the output layer's gradients (None without a head). Linear in dP and dR: the
+    gradient of a sum of sweeps is this of their summed terms.
+    """
+    w = weights_of(params)
+    states, cache = fwd
+    if hi < states.shape[0] - 1:                                   # the cell sums up to the end
+        states, cache = states[:hi + 1], tree_map(lambda a: a[:hi], cache)
+    # P_t = W_in x_t + b_in and the recurrent terms: time sums as single matrix products
+    dW_in = outer_sum(dP, xs_tm[lo:hi])                            # sum_t dP_t x_t^T
+    db_in = dP.sum(axis=(0, 1)) if w.b_in is not None else None
+    dW_rec, db_rec = cell.recurrent_grads(w, cache, states, dP if dR is None else dR, lo)
+    return cell_grads(params, dW_in, dW_rec, db_in, db_rec, dV, dc)
 
 
 def visited_once(sweeps, T: int) -> bool:
@@ -205,7 +249,7 @@ def segment_sweeps(cell, w, fwd: Forward, loss: LossTerms, sweeps, wrt_h0: bool 
 BLOCK_ELEMENTS = 1 << 16   # the Window(k) lags run in blocks of steps of about this many numbers
 
 
-def window_sweeps(cell, w, fwd: Forward, loss: LossTerms, k: int, wrt_h0: bool = True):
+def window_sweeps(cell, w, fwd: Forward, loss, k: int, wrt_h0: bool = True):
     """`Window(k)` with a loss at every step, all T sweeps at once, one lag at a time.
 
     The sweep of loss step t covers steps t, t-1, ..., max(1, t-k). At lag i it is at step
@@ -213,19 +257,21 @@ def window_sweeps(cell, w, fwd: Forward, loss: LossTerms, k: int, wrt_h0: bool =
     T - i steps side by side per lag, instead of T sweeps of k + 1 small steps each. The lag
     runs in blocks of steps (its carry updated in place, a block at a time, in cache); at the
     last lag only the sweep that reaches s_0 needs its carry.
-    0 <= k < T - 1.
+    loss: `LossTerms`, or ds_loss (T, B, W) the loss's gradient of every state (not changed);
+    0 <= k <= T - 1 (k = T - 1 is full BPTT; `backward` takes this path for k < T - 1 only).
     """
     states, cache = fwd
     T, B, Wd = states.shape[0] - 1, states.shape[1], states.shape[2]
     GH = w.W_in.shape[0]
-    carry = loss.block(np.empty((T, B, Wd)))               # carry[t-1]: sweep t's dL_t/ds_s
+    carry = loss.block(np.empty((T, B, Wd))) if isinstance(loss, LossTerms) else loss.copy()
+    # carry[t-1]: sweep t's dL_t/ds_s
     dP = np.zeros((T, B, GH))
     dR = np.zeros((T, B, GH)) if cell.own_dR else None
     rows = max(1, BLOCK_ELEMENTS // (B * max(GH, Wd)))
     dp = np.empty((rows, B, GH))
     dr = np.empty((rows, B, GH)) if cell.own_dR else None
     ds0 = np.zeros((B, Wd))
-    for i in range(k + 1):
+    for i in range(0, k + 1):
         n = T - i                                          # sweeps t = i+1..T, at steps s = 1..n
         for s0 in range(0, n, rows):
             s1 = min(n, s0 + rows)
@@ -233,16 +279,16 @@ def window_sweeps(cell, w, fwd: Forward, loss: LossTerms, k: int, wrt_h0: bool =
             ds = carry[i + s0:i + s1]
             # after this lag each sweep but t = i+1 (at s = 1) stops at its cut s_{t-k-1}
             if i < k:
-                cell.back(w, cache, states, s0, s1, ds, dp[:m], ds, None if dr is None else dr[:m])
+                cell.back_into(w, cache, states, s0, s1, ds, dp[:m], ds, None if dr is None else dr[:m])
             else:
                 if s0 == 0 and wrt_h0:
-                    cell.back(w, cache, states, 0, 1, ds[:1], dp[:1], ds[:1],
+                    cell.back_into(w, cache, states, 0, 1, ds[:1], dp[:1], ds[:1],
                               None if dr is None else dr[:1])
                     first = 1
                 else:
                     first = 0
                 if first < m:
-                    cell.back(w, cache, states, s0 + first, s1, ds[first:], dp[first:m], None,
+                    cell.back_into(w, cache, states, s0 + first, s1, ds[first:], dp[first:m], None,
                               None if dr is None else dr[first:m])
             dP[s0:s1] += dp[:m]
             if dR is not None:
@@ -250,6 +296,25 @@ def window_sweeps(cell, w, fwd: Forward, loss: LossTerms, k: int, wrt_h0: bool =
         if wrt_h0:
             ds0 += carry[i]                                # sweep t = i+1 has reached s_0
     return dP, dR, ds0
+
+
+def window_lags(cell, w, fwd: Forward, ds_loss, k: int):
+    """The lags i = 0..k of every sweep of a many-to-many `Window(k)`, one backward step each.
+
+    The sweep of loss step t covers steps t, t-1, ..., max(1, t-k). At lag i it is at step
+    s = t - i, so the sweeps of t = i+1..T sit on the steps s = 1..T-i: one backward step of
+    n = T - i steps side by side per lag, instead of T sweeps of k + 1 small steps each.
+    Yields (dp, dr, ds_prev) per lag: the backward step's dP (n, B, G H) and dR (or None) of
+    steps s = 1..n, and ds_prev (n, B, W) = dL_t/ds_{t-i-1} for t = i+1..T (ds_prev[0] reaches
+    s_0), a view valid until the next lag. ds_loss: (T, B, W); 0 <= k <= T - 1.
+    """
+    states, cache = fwd
+    T = states.shape[0] - 1
+    carry = ds_loss.copy()                                 # carry[t-1]: sweep t's dL_t/ds_s
+    for i in range(k + 1):
+        n = T - i                                          # sweeps t = i+1..T, at steps s = 1..n
+        dp, dr, carry[i:] = cell.back(w, cache, states, 0, n, carry[i:])
+        yield dp, dr, carry[i:]
 
 
 def time_major(xs, ys, spec):
@@ -270,10 +335,11 @@ def initial_state(h0, B: int, H: int, spec=None):
 
 
 def state_gradient(ds0, spec):
-    """dL/ds_0 in the shape of h0: (B, H), or the pair (dh_0, dc_0) for the LSTM."""
+    """dL/ds_0 in the shape of h0: (B, H), or the pair (dh_0, dc_0) for the LSTM (any leading
+    axes: (..., B, W) -> (..., B, H) or a pair of them)."""
     if spec.cell == "lstm":
         H = ds0.shape[-1] // 2
-        return ds0[:, :H].copy(), ds0[:, H:].copy()
+        return ds0[..., :H].copy(), ds0[..., H:].copy()
     return ds0
 
 

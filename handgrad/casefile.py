@@ -126,10 +126,11 @@ def candidate_arrays(loss, grads, dh0=None, dxs=None) -> dict:
     return out
 
 
-def write_case(path, case: CaseFile) -> Path:
-    """Write `case` to `path` (.npz or .json by suffix), atomically."""
+def write_case(path, case: CaseFile, exclusive: bool = False) -> Path:
+    """Write `case` to `path` (.npz or .json by suffix), atomically; with `exclusive`, fail
+    (ValueError) rather than replace a file that exists by then (another run's)."""
     arrays = case_arrays(case)
-    return _write(path, arrays, spec=case.spec.to_dict())
+    return _write(path, arrays, spec=case.spec.to_dict(), exclusive=exclusive)
 
 
 def write_candidate(path, loss, grads, dh0=None, dxs=None) -> Path:
@@ -144,7 +145,7 @@ def _suffix(path) -> str:
     return suffix
 
 
-def _write(path, arrays: dict, spec) -> Path:
+def _write(path, arrays: dict, spec, exclusive: bool = False) -> Path:
     path = Path(path)
     suffix = _suffix(path)
     if suffix == ".npz":
@@ -158,7 +159,7 @@ def _write(path, arrays: dict, spec) -> Path:
         doc.update({k: np.asarray(v).tolist() for k, v in arrays.items()})
         body = ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
         data = ("{\n" + body + "\n}\n").encode()        # one line per name
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, data, exclusive=exclusive)
     return path
 
 

@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple, Optional
 import numpy as np
 
 from .bptt import loss_and_grads
-from .numdiff import central_roundoff, numerical_grads
+from .numdiff import COMPLEX_RESOLUTION, central_roundoff, numerical_grads
 from .params import Params
 from .tolerances import TOLERANCES, rel_error
 
@@ -99,6 +99,15 @@ def by_method(case, method: str) -> Answer:
             method="complex" if method == "complex_step" else "central")
         return Answer(None, grads, dh0, dxs)
     raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def complex_step_resolves(answer: Answer) -> bool:
+    """Whether every array of `answer` (the hand BPTT's) has an element large enough for the
+    complex step to resolve (`numdiff.COMPLEX_RESOLUTION`): a case whose whole array of
+    gradients lies in the underflow range (values of 1e-299 behind a saturated softmax, say)
+    is beyond the method, not a disagreement."""
+    return all(not np.any(g) or float(np.max(np.abs(g))) >= COMPLEX_RESOLUTION
+               for g in answer.arrays().values())
 
 
 def flat(answer: Answer) -> np.ndarray:

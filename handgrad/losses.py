@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nonlin import log_softmax
+from .nonlin import cross_entropy_terms, log_softmax
 
 
 def loss_sum(os, ys, loss: str):
     """Sum of all loss terms (before reduction). Analytic in `os` (complex input allowed)."""
     if loss == "cross_entropy":
-        logp = log_softmax(os)
-        return -np.sum(np.take_along_axis(logp, ys[..., None], axis=-1))
+        return np.sum(cross_entropy_terms(os, ys))
     if loss == "linear":
         return np.sum(ys * os)
     err = os - ys
@@ -53,8 +52,10 @@ def loss_and_output_grad(os, ys, loss: str, reduction: str):
     value = float(loss_sum(os, ys, loss)) / n
     if loss == "cross_entropy":
         dos = np.exp(log_softmax(os))                          # softmax(o_t) ...
-        rows = np.take_along_axis(dos, ys[..., None], axis=-1)
-        np.put_along_axis(dos, ys[..., None], rows - 1.0, axis=-1)   # ... - onehot(y_t)
+        # ... - onehot(y_t): at the target p_y - 1 = -(sum of the other classes' p), which
+        # keeps its relative accuracy as p_y -> 1 (the subtraction would cancel)
+        np.put_along_axis(dos, ys[..., None], 0.0, axis=-1)
+        np.put_along_axis(dos, ys[..., None], -dos.sum(axis=-1, keepdims=True), axis=-1)
         return value, dos / n
     if loss == "linear":
         return value, ys / n                                   # d/do <y, o> = y

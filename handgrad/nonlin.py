@@ -127,3 +127,25 @@ def log_softmax(o):
     """log softmax(o) over the last axis, shifted by the max of the real part (analytic)."""
     z = o - np.max(np.real(o), axis=-1, keepdims=True)
     return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
+
+
+def cross_entropy_terms(o, y):
+    """-log softmax(o)[y] for every row: o (..., O) real or complex, y (...) int class ids.
+
+    Written as log(sum_j exp(d_j)) with d = o - o_y (d_y = 0), shifted by m = max_j Re d_j:
+    when y is the largest (m = 0) that is log1p(sum over j != y of exp(d_j)), so the term keeps
+    its relative accuracy as p_y -> 1 instead of rounding log(1 + tiny); and the complex step
+    through it has no cancellation either (log_softmax's imaginary part is o'_y - sum p_j o'_j,
+    two nearly equal numbers there). Otherwise m + log(exp(-m) + sum over j != y) (p_y <= 1/2,
+    nothing to cancel). Analytic: every branch is chosen by real parts only.
+    """
+    oy = np.take_along_axis(o, y[..., None], axis=-1)
+    d = o - oy                                             # d_y = 0
+    m = np.max(np.real(d), axis=-1, keepdims=True)         # >= 0
+    e = np.exp(d - m)                                      # every |e| <= 1
+    np.put_along_axis(e, y[..., None], 0.0, axis=-1)
+    others = np.sum(e, axis=-1, keepdims=True)             # sum over j != y
+    with np.errstate(divide="ignore"):                     # O = 1: others = 0, the term is 0
+        top = np.log1p(others)
+        rest = m + np.log(np.exp(-m) + others)
+    return np.where(m > 0, rest, top)[..., 0]

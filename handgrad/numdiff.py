@@ -28,6 +28,11 @@ from .losses import loss_sum
 from .tolerances import TOLERANCES
 
 COMPLEX_STEP = 1e-20    # any h far below sqrt(eps) works: there is no subtraction to cancel
+# the complex step carries a derivative f' in the imaginary part h f': once that falls below the
+# smallest normal float (2.2e-308) it is subnormal and loses digits. Derivatives below this (with
+# a factor 1e3 for the intermediate terms of a sum) are beyond what the complex step resolves:
+# 2.2e-285. No smaller h helps, and a larger one brings back the O(h^2) error.
+COMPLEX_RESOLUTION = 1e3 * np.finfo(np.float64).tiny / COMPLEX_STEP
 CENTRAL_STEP = 6e-6     # times max(1, |x|): round-off u |f| / e ~ 2e-11 |f|; truncation ~ e^4 f^(5)
 
 

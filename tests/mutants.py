@@ -53,7 +53,7 @@ def _mutant_dP_loss_only(cell, w, fwd, loss, spec):   # MUTANT: each step's own 
     for t in range(first, T + 1):
         ds = np.zeros((1, B, S))
         loss.add_into(ds[0], t)
-        cell.back(w, fwd.cache, fwd.states, t - 1, t, ds, dP[t - 1:t], None, dR)
+        cell.back_into(w, fwd.cache, fwd.states, t - 1, t, ds, dP[t - 1:t], None, dR)
     return dP
 '''
 
@@ -69,7 +69,8 @@ MUTANTS = {
         ELMAN),
     "Window(k) off by one": Mutant(
         "handgrad.bptt", "the many-to-many Window(k) path backpropagates k - 1 transitions "
-        "instead of k", (("for i in range(k + 1):", "for i in range(k):"),), ELMAN),
+        "instead of k", (("for i in range(0, k + 1):", "for i in range(0, k):"),
+         ("for i in range(k + 1):", "for i in range(k):")), ELMAN),
     "TBPTT(k1, k2) off by one": Mutant(
         "handgrad.bptt", "every truncated sweep reaches k2 + 1 steps back instead of k2",
         (("sweeps = segments(spec.truncation, T, spec.output)",

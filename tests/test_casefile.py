@@ -337,3 +337,14 @@ def test_fuzz_compare_command(tmp_path_factory, files, name, edits):
     assert "internal error" not in err.getvalue()
     if code == 2:
         assert len(err.getvalue().strip().splitlines()) == 1
+
+
+def test_exclusive_write_never_replaces_another_runs_case(tmp_path):
+    """Issue 12: two `handgrad case --out same` runs both passed the existence check; the write
+    itself is exclusive now (the second one fails instead of replacing the first one's file)."""
+    case = _case(hg.Spec.tutorial())
+    path = write_case(tmp_path / "c.npz", case, exclusive=True)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="exists"):
+        write_case(path, _case(hg.Spec()), exclusive=True)
+    assert path.read_bytes() == before

@@ -26,7 +26,9 @@ def assert_agrees(case, method):
 @pytest.mark.parametrize("member", list(MEMBERS))
 @given(data=st.data())
 def test_hand_equals_complex_step(member, data):
-    assert_agrees(data.draw(cases(spec=MEMBERS[member])), "complex_step")
+    case = data.draw(cases(spec=MEMBERS[member]))
+    assume(checks.complex_step_resolves(checks.hand(case)))   # not deep in the underflow range
+    assert_agrees(case, "complex_step")
 
 
 @pytest.mark.parametrize("member", list(MEMBERS))

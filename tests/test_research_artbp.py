@@ -1,5 +1,5 @@
 """ARTBP: the expected compensated gradient is the full gradient, proved by summing over the
-whole (finite) distribution of truncation outcomes, not by sampling.
+whole (finite) distribution of truncation outcomes, not by sampling; for every cell, head or not.
 
 Each outcome's gradient and the full one are the same products summed in another order, weighted
 by probabilities that sum to one: TOLERANCES["jax"] (round-off of reordered float64 sums).
@@ -12,25 +12,44 @@ from hypothesis import strategies as st
 import handgrad as hg
 from handgrad.research.artbp import (artbp_expectation, artbp_grads, artbp_tradeoff, outcomes,
                                      sample_passes)
-from handgrad.strategies import cases, make_case, specs
+from handgrad.strategies import MEMBERS, cases, make_case, specs
 
 TOL = hg.TOLERANCES["jax"]
 
 
-@given(cases(spec=specs(truncation=st.none(), cell="elman", head=True), max_T=6, max_H=3, max_B=2),
-       st.lists(st.floats(0.0, 0.9), min_size=6, max_size=6))
-def test_artbp_is_exactly_unbiased(case, cut):
+def state(d):
+    """A state gradient as one array: the LSTM's pair (dh_0, dc_0) side by side."""
+    return np.concatenate(d, axis=-1) if isinstance(d, tuple) else d
+
+
+def _assert_unbiased(case, probs):
     T = case.xs.shape[1]
-    probs = np.array(cut[:T])
     exp = artbp_expectation(case.params, case.xs, case.ys, case.spec, probs, h0=case.h0)
     assert exp.total_prob == pytest.approx(1.0, abs=1e-12)
     assert exp.n_outcomes == (T + 1 if case.spec.output == "last" else 2 ** T)
     _, full, dh0 = hg.loss_and_grads(case.params, case.xs, case.ys, case.spec, h0=case.h0,
                                      wrt_h0=True)
+    assert type(exp.mean) is type(full) and list(exp.mean.arrays()) == list(full.arrays())
     for name, expected in full.arrays().items():
         err = hg.rel_error(getattr(exp.mean, name), expected)
         assert err <= TOL, f"E[d{name}]: {err:.2e}"
-    assert hg.rel_error(exp.mean_dh0, dh0) <= TOL
+    assert isinstance(exp.mean_dh0, tuple) == isinstance(dh0, tuple)
+    assert hg.rel_error(state(exp.mean_dh0), state(dh0)) <= TOL
+
+
+@given(cases(spec=specs(truncation=st.none()), max_T=6, max_H=3, max_B=2),
+       st.lists(st.floats(0.0, 0.9), min_size=6, max_size=6))
+def test_artbp_is_exactly_unbiased(case, cut):
+    _assert_unbiased(case, np.array(cut[:case.xs.shape[1]]))
+
+
+@pytest.mark.parametrize("output", ["last", "all"])
+@pytest.mark.parametrize("member", list(MEMBERS))
+def test_artbp_is_exactly_unbiased_for_every_member(member, output):
+    """One fixed case per member (the property above draws them at random)."""
+    spec = hg.Spec(**{**MEMBERS[member], "output": output, "head": member != "elman-tanh",
+                      "loss": "linear"})
+    _assert_unbiased(make_case(spec, 2, 5, 2, 3, 2, seed=8), np.linspace(0.1, 0.6, 5))
 
 
 def test_no_cut_is_full_bptt_and_a_cut_is_a_truncation():
@@ -51,9 +70,10 @@ def test_no_cut_is_full_bptt_and_a_cut_is_a_truncation():
     assert max(hg.rel_error(a, b) for a, b in zip(g.arrays().values(), win.arrays().values())) <= TOL
 
 
-def test_tradeoff_variance_equals_enumeration():
+@pytest.mark.parametrize("member", ["elman-tanh", "gru-after", "lstm"])
+def test_tradeoff_variance_equals_enumeration(member):
     """The fast variance (one backward pass) equals the variance of the explicit enumeration."""
-    spec = hg.Spec(activation="tanh", output="last")
+    spec = hg.Spec(**{**MEMBERS[member], "output": "last"})
     case = make_case(spec, 2, 7, 2, 3, 1, seed=6)
     rows = artbp_tradeoff(case.params, case.xs, case.ys, spec, cut_probs=(0.4, 0.1), h0=case.h0)
     sweep = hg.truncation_sweep(case.params, case.xs, case.ys, spec, h0=case.h0, keep_grads=False)

@@ -45,7 +45,7 @@ def _main(*args):
 
 def test_case_file_and_train_study(tmp_path, capsys):
     from handgrad.casefile import case_from_arrays, write_case
-    spec = hg.Spec(activation="tanh", output="all")
+    spec = hg.Spec(cell="lstm", output="all", head=False)       # any cell, head or not
     c = make_case(spec, 2, 6, 2, 3, 2, seed=1)
     path = tmp_path / "case.npz"
     write_case(path, case_from_arrays(spec, c.params, c.xs, c.ys, c.h0))
@@ -53,6 +53,10 @@ def test_case_file_and_train_study(tmp_path, capsys):
     assert not (tmp_path / "a" / "truncation.png").exists()
     report = json.loads((tmp_path / "a" / "truncation.json").read_text())
     assert list(report["stages"]) == ["case"] and report["stages"]["case"]["artbp"] == []
+    assert report["sizes"] == {"B": 2, "T": 6, "D": 2, "H": 3}
+    sweep = hg.truncation_sweep(c.params, c.xs, c.ys, spec, h0=c.h0)
+    np.testing.assert_allclose([row["bias_W_hh"] for row in report["table"]],
+                               sweep.per_param["W_hh"].l2_error, rtol=1e-12, atol=1e-300)
     assert _main("--epochs", "0", "--train-study", "--study-epochs", "1",
                  "--schemes", "window:2,artbp:0.3", "--no-plot", "--out", str(tmp_path / "b")) == 0
     assert "training under truncation" in capsys.readouterr().out

@@ -1,4 +1,5 @@
-"""Streaming truncated gradients: same result as the batch computation, memory independent of T.
+"""Streaming truncated gradients: same result as the batch computation, memory independent of T;
+for every cell, head or not, every loss and reduction.
 
 The stream adds the same (loss term, step) products as `loss_and_grads` in another order:
 TOLERANCES["jax"] (round-off of reordered float64 sums).
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 import handgrad as hg
 from handgrad.research.streaming import array_blocks, streaming_loss_and_grads
-from handgrad.strategies import cases, specs
+from handgrad.strategies import MEMBERS, cases, make_case, specs
 
 TOL = hg.TOLERANCES["jax"]
 stream_truncations = st.one_of(st.integers(0, 6).map(hg.Window), st.integers(1, 6).map(hg.Chunks))
@@ -26,19 +27,40 @@ def _stream(case, block):
                                     ys=case.ys, h0=case.h0)
 
 
-@given(cases(spec=specs(truncation=stream_truncations, cell="elman", head=True), max_T=12, max_H=4), st.integers(1, 13))
-def test_stream_equals_batch(case, block):
+def state(d):
+    """A state gradient as one array: the LSTM's pair (dh_0, dc_0) side by side."""
+    return np.concatenate(d, axis=-1) if isinstance(d, tuple) else d
+
+
+def _assert_stream_equals_batch(case, block):
     loss, grads, dh0 = hg.loss_and_grads(case.params, case.xs, case.ys, case.spec, h0=case.h0,
                                          wrt_h0=True)
     res = _stream(case, block)
     assert res.T == case.xs.shape[1]
     assert res.loss == pytest.approx(loss, rel=TOL, abs=1e-300)
+    assert type(res.grads) is type(grads) and list(res.grads.arrays()) == list(grads.arrays())
     for name, expected in grads.arrays().items():
         err = hg.rel_error(getattr(res.grads, name), expected)
         assert err <= TOL, f"d{name}: {err:.2e}"
-    assert hg.rel_error(res.dh0, dh0) <= TOL
+    assert isinstance(res.dh0, tuple) == isinstance(dh0, tuple)
+    assert hg.rel_error(state(res.dh0), state(dh0)) <= TOL
     k = case.spec.truncation.k
     assert res.max_steps_held <= k + 2 + block            # O(k + block) states, never O(T)
+
+
+@given(cases(spec=specs(truncation=stream_truncations), max_T=12, max_H=4), st.integers(1, 13))
+def test_stream_equals_batch(case, block):
+    _assert_stream_equals_batch(case, block)
+
+
+@pytest.mark.parametrize("truncation", [hg.Window(2), hg.Chunks(3)])
+@pytest.mark.parametrize("output", ["last", "all"])
+@pytest.mark.parametrize("member", list(MEMBERS))
+def test_stream_equals_batch_for_every_member(member, output, truncation):
+    """One fixed case per member (the property above draws them at random), blocks of 3."""
+    spec = hg.Spec(**{**MEMBERS[member], "output": output, "truncation": truncation,
+                      "head": member != "gru-after", "reduction": "batch_mean"})
+    _assert_stream_equals_batch(make_case(spec, 2, 8, 2, 3, 2, seed=4), 3)
 
 
 def _blocks(T, B, D, O, block, seed=0):

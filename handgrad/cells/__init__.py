@@ -13,7 +13,7 @@ the research tools are written once, in `handgrad.bptt` and beyond:
   projections P (T, B, G H) (overwritten) and the initial state s0 (B, S). Returns the states
   (T + 1, B, S) (s_0 .. s_T) and a cache for `back` (None when `derivative` is False: prediction
   and numerical differentiation, which also pass complex arrays).
-- `back(w, cache, states, lo, hi, ds, dP, ds_prev=None, dR=None)`: the backward step of steps
+- `back_into(w, cache, states, lo, hi, ds, dP, ds_prev=None, dR=None)`: the backward step of steps
   lo + 1 .. hi at once (any n = hi - lo steps side by side: one step in a sweep, or a block of
   the sweeps of a `Window(k)` at one lag). ds (n, B, S) is dL/ds_t. Writes dL/dP_t (the gradient
   of the gates' pre-activations through their input side) into dP (n, B, G H), which may be the
@@ -22,7 +22,9 @@ the research tools are written once, in `handgrad.bptt` and beyond:
   ds_prev is None (a cut, or h_0 not asked for); and, for a cell with `own_dR`, the gradient of
   the recurrent product's output into dR (n, B, G H) (it differs from dP only in the GRU's
   reset-after candidate block). Every output is written, never accumulated.
-- `step_back(w, cache, states, t, ds, dP, ds_prev=None, dR=None)`: `back` of the one step t on
+- `back(w, cache, states, lo, hi, ds)`: `back_into` new arrays, returned as (dP, dR or None,
+  ds_prev) (for code that does not keep buffers: handgrad.research).
+- `step_back(w, cache, states, t, ds, dP, ds_prev=None, dR=None)`: `back_into` of the one step t on
   (B, S) and (B, G H) arrays (a sweep's inner loop: at B = 1 the cost of a step is its calls).
 - `recurrent_grads(w, cache, states, dR, lo)`: dW_rec and db_rec summed over steps lo + 1 .. T,
   each a single matrix product over time (dR (T - lo, B, G H), summed over the sweeps; dP when
@@ -81,7 +83,10 @@ def outer_sum(dX, X) -> np.ndarray:
     """sum over the leading axes of dX[..., :, None] * X[..., None, :]: (..., M), (..., N) -> (M, N),
     one matrix product (the time sums of every weight gradient)."""
     M, N = dX.shape[-1], X.shape[-1]
-    return dX.reshape(-1, M).T @ X.reshape(-1, N)
+    a, b = dX.reshape(-1, M), X.reshape(-1, N)
+    if a.shape[0] == 1:                  # one row (one step of one sample): the outer product,
+        return a[0, :, None] * b[0, None, :]   # the same numbers without a BLAS call's overhead
+    return a.T @ b
 
 
 def matmul_into(a, b, out):

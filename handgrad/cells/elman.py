@@ -73,7 +73,13 @@ class Elman:
     def dP_slot(dact, lo: int, hi: int):
         return dact[lo:hi]
 
-    def back(self, w, dact, states, lo: int, hi: int, ds, dP, ds_prev=None, dR=None):
+    def back(self, w, cache, states, lo: int, hi: int, ds):
+        """`back_into` into new arrays: (dP, dR or None, ds_prev) of steps lo + 1 .. hi."""
+        shape = ds.shape[:-1] + (w.W_in.shape[0],)
+        dR = np.empty(shape) if self.own_dR else None
+        return self.back_into(w, cache, states, lo, hi, ds, np.empty(shape), np.empty(ds.shape), dR)
+
+    def back_into(self, w, dact, states, lo: int, hi: int, ds, dP, ds_prev=None, dR=None):
         np.multiply(ds, dact[lo:hi], out=dP)              # h_t = act(a_t): da = dh * act'(a_t)
         if ds_prev is not None:
             matmul_into(dP, w.W_rec, ds_prev)             # a_t = ... + W h_{t-1}: carry to h_{t-1}

@@ -109,7 +109,13 @@ class GRU:
     def dP_slot(cache, lo: int, hi: int):
         return cache.deriv[lo:hi]
 
-    def back(self, w, cache, states, lo: int, hi: int, ds, dP, ds_prev=None, dR=None):
+    def back(self, w, cache, states, lo: int, hi: int, ds):
+        """`back_into` into new arrays: (dP, dR or None, ds_prev) of steps lo + 1 .. hi."""
+        shape = ds.shape[:-1] + (w.W_in.shape[0],)
+        dR = np.empty(shape) if self.own_dR else None
+        return self.back_into(w, cache, states, lo, hi, ds, np.empty(shape), np.empty(ds.shape), dR)
+
+    def back_into(self, w, cache, states, lo: int, hi: int, ds, dP, ds_prev=None, dR=None):
         H = ds.shape[-1]
         h_prev = states[lo:hi]
         g, d = cache.gates[lo:hi], cache.deriv[lo:hi]        # d may be dP itself: each block
@@ -148,7 +154,7 @@ class GRU:
 
     def step_back(self, w, cache, states, t: int, ds, dP, ds_prev=None, dR=None):
         """`back` of the one step t, on (B, S) and (B, G H) arrays."""
-        self.back(w, cache, states, t - 1, t, ds[None], dP[None],
+        self.back_into(w, cache, states, t - 1, t, ds[None], dP[None],
                   None if ds_prev is None else ds_prev[None], None if dR is None else dR[None])
 
     def recurrent_grads(self, w, cache, states, dR, lo: int):

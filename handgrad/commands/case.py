@@ -129,7 +129,7 @@ def run(args) -> int:
     drawn = make_case(spec, args.B, args.T, args.D, args.H, args.O, scale=args.scale,
                       seed=args.seed, with_h0=not args.no_h0)
     case = case_from_arrays(spec, drawn.params, drawn.xs, drawn.ys, drawn.h0)
-    path = write_case(args.out, case)
+    path = write_case(args.out, case, exclusive=not args.force)   # a concurrent run: refused
     print(f"wrote {path}: {args.B=}, {args.T=}, {args.D=}, {args.H=}, {args.O=}; "
           f"loss {case.loss:.10g}".replace("args.", ""))
     from ..spec import Spec

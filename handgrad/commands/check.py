@@ -1,8 +1,8 @@
 """`handgrad check`: prove this installation's hand-derived gradients.
 
-Over a fixed tour of the model family (every activation, bias or not, many-to-one and
-many-to-many, each loss, sum and mean, full BPTT and each truncation kind, h0 given or zero, each
-weight scale), compares the hand BPTT's loss, gradients and dh0 with JAX autodiff (when jax is
+Over a fixed tour of the model family (every cell (Elman, GRU reset after and before, LSTM),
+every Elman activation, bias or not, head or not, many-to-one and many-to-many, each loss and
+reduction, full BPTT and each truncation kind, h0 given or zero, each weight scale), compares the hand BPTT's loss, gradients and dh0 with JAX autodiff (when jax is
 installed), the complex step and central differences, and prints one row per spec: the worst
 normwise relative error per method, the tolerance, PASS or FAIL. Exit 0 when everything agrees,
 1 on any disagreement.
@@ -32,8 +32,10 @@ def add_arguments(parser):
 
 def _spec_label(spec) -> str:
     trunc = "full" if spec.truncation is None else repr(spec.truncation)
-    return (f"{spec.activation:<7} {'bias' if spec.bias else 'no bias':<7} {spec.output:<4} "
-            f"{spec.loss:<13} {spec.reduction:<4} {trunc}")
+    unit = {"elman": spec.activation, "gru": f"gru/{spec.gru_reset}", "lstm": "lstm"}[spec.cell]
+    return (f"{unit:<10} {'bias' if spec.bias else 'no bias':<7} "
+            f"{'head' if spec.head else 'no head':<7} {spec.output:<4} "
+            f"{spec.loss:<13} {spec.reduction:<10} {trunc}")
 
 
 def _table(rows, methods, notes) -> str:

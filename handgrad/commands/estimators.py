@@ -15,7 +15,7 @@ import argparse
 import os
 import time
 
-from .._files import refuse_existing, write_bytes_atomic
+from .._files import RunFolder
 from ._types import float_between, int_at_least
 
 HELP = ("gradient estimators (Window, Chunks, ARTBP, UORO, SnAp-1/2, RTRL) against the exact "
@@ -99,30 +99,29 @@ def run(args):
     names = ["estimators.csv", "estimators.json"] + ([] if args.no_plot else ["estimators.png"])
     if args.long:
         names += ["long.json"] + ([] if args.no_plot else ["long.png"])
-    refuse_existing([os.path.join(out, n) for n in names], args.force)
-    os.makedirs(out, exist_ok=True)
-    t0 = time.perf_counter()
-    config = StudyConfig(windows=args.windows, seeds=args.seeds, hidden=args.hidden,
-                         delay=args.delay, k=args.k, steps=args.steps, lr=args.lr, seed=args.seed,
-                         noise_Ts=args.noise_T, estimators=args.estimators)
-    study = run_study(config, train=not args.no_train)
-    report = study_json(study, config)
-    write_bytes_atomic(os.path.join(out, "estimators.csv"),
-                       to_csv([r._asdict() for r in study.rows]))
-    if not args.no_plot:
-        write_bytes_atomic(os.path.join(out, "estimators.png"), plot_study(study, config))
-    print(format_rows(study.rows))
-    if study.runs:
-        print(online_summary(study.runs))
-    if args.long:
-        from ..research.longseq import long_demo, plot_long
-        prof = long_demo(args.long, seed=args.seed)
-        write_bytes_atomic(os.path.join(out, "long.json"), to_json(prof.as_dict()))
+    every = ["estimators.*", "long.*"]             # what an earlier run of this command wrote
+    with RunFolder(out, names, args.force, every) as folder:   # published whole at the end
+        t0 = time.perf_counter()
+        config = StudyConfig(windows=args.windows, seeds=args.seeds, hidden=args.hidden,
+                             delay=args.delay, k=args.k, steps=args.steps, lr=args.lr,
+                             seed=args.seed, noise_Ts=args.noise_T, estimators=args.estimators)
+        study = run_study(config, train=not args.no_train)
+        report = study_json(study, config)
+        folder.write_bytes("estimators.csv", to_csv([r._asdict() for r in study.rows]))
         if not args.no_plot:
-            write_bytes_atomic(os.path.join(out, "long.png"), plot_long(prof))
-        print(prof.summary())
-        report["long"] = {"T": args.long, "seconds": prof.seconds}
-    report["seconds"]["total"] = time.perf_counter() - t0
-    write_bytes_atomic(os.path.join(out, "estimators.json"), to_json(report))
+            folder.write_bytes("estimators.png", plot_study(study, config))
+        print(format_rows(study.rows))
+        if study.runs:
+            print(online_summary(study.runs))
+        if args.long:
+            from ..research.longseq import long_demo, plot_long
+            prof = long_demo(args.long, seed=args.seed)
+            folder.write_bytes("long.json", to_json(prof.as_dict()))
+            if not args.no_plot:
+                folder.write_bytes("long.png", plot_long(prof))
+            print(prof.summary())
+            report["long"] = {"T": args.long, "seconds": prof.seconds}
+        report["seconds"]["total"] = time.perf_counter() - t0
+        folder.write_bytes("estimators.json", to_json(report))
     print(f"wrote {', '.join(names)} into {out}/ ({report['seconds']['total']:.1f} s)")
     return 0

@@ -5,7 +5,8 @@ biases, many-to-one) at initialisation and after training as `handgrad train` do
 the bias of every Window(k) against full BPTT (all k from one pass), the gradient's decay with the
 lag and its fitted rate, the bias bound and the adaptive k for a few tolerances, Jacobian and
 saturation facts, and ARTBP's variance against cost. `--model` analyses a model written by
-`handgrad train` on its training windows; `--case` a case file (`handgrad case`).
+`handgrad train` on its training windows; `--case` a case file (`handgrad case`) of any cell
+(Elman, GRU, LSTM), head or not, any loss and reduction.
 Writes truncation.png, truncation.csv and truncation.json into --out; prints the table.
 `--train-study` also trains the tutorial task under several truncations with the same seed and
 writes study.png and study.json.
@@ -141,7 +142,7 @@ def run(args):
                   for name, p, xs, ys, spec, h0 in todo]
         rows = [r for st in stages for r in table_rows(st)]
         B, T, D = todo[0][2].shape
-        report = {"title": title, "sizes": {"B": B, "T": T, "D": D, "H": todo[0][1].W.shape[0]},
+        report = {"title": title, "sizes": {"B": B, "T": T, "D": D, "H": todo[0][1].sizes[1]},
                   "spec": todo[0][4].to_dict(),
                   "stages": {st.name: stage_summary(st) for st in stages}, "table": rows}
         folder.write_bytes("truncation.csv", to_csv(rows))

@@ -1,12 +1,16 @@
 """Unbiased randomized truncation: ARTBP (Tallec & Ollivier 2017, "Unbiasing truncated
 backpropagation through time").
 
-Size letters: B batch, T time steps, D inputs, H hidden units, O outputs, P parameter elements.
+Size letters: B batch, T time steps, D inputs, H hidden units, O outputs, W the state width
+(H; 2H for the LSTM's [h, c]), P parameter elements.
 
-At every step s the backward pass is cut between a_s and h_{s-1} with probability c_s; when it is
-not cut, the carried gradient is multiplied by the compensation 1 / (1 - c_s):
+At every step s the backward pass is cut between step s and the state s_{s-1} with probability
+c_s; when it is not cut, the carried gradient is multiplied by the compensation 1 / (1 - c_s):
 
-    dL/dh_{s-1} = Z_s / (1 - c_s) * (dL/da_s W),      Z_s ~ Bernoulli(1 - c_s), independent.
+    dL/ds_{s-1} = Z_s / (1 - c_s) * (dL/ds_{s-1} through step s),   Z_s ~ Bernoulli(1 - c_s),
+
+independent; the backward step is the cell's own (`cell.back`), so this holds for every cell, a
+cut holding the whole state (the LSTM's h and c) constant, as truncation does.
 
 Each path from a loss term t back to a step s < t crosses the steps s+1..t once each, so its
 weight is a product of independent factors of mean 1: the expected gradient is exactly the full
@@ -26,8 +30,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..params import Params
-from .sweep import lag_pieces_last, output_layer_grads, prepare, sweep_prepared
+from ..bptt import assemble_grads, state_gradient
+from ..cells import weights_of
+from .sweep import lag_pieces, prepare, sweep_prepared
 
 MAX_ENUMERATED_T = 16         # 2^T outcomes for many-to-many
 
@@ -45,34 +50,46 @@ def check_probs(probs, T: int) -> np.ndarray:
 
 
 def artbp_grads(params, xs, ys, spec, passes, probs, h0=None):
-    """The compensated gradient for one outcome. Returns (loss, grads: Params, dh0 (B, H)).
+    """The compensated gradient for one outcome. Returns (loss, grads, dh0).
 
-    passes: (T,) bool, passes[s - 1] = the backward pass crosses from a_s to h_{s-1};
+    params, xs, ys, h0: as for `hg.loss_and_grads` (any cell, head or not, any loss and
+    reduction); grads come back as `params`' type, dh0 (B, H) (the LSTM: the pair (dh_0, dc_0)).
+    passes: (T,) bool, passes[s - 1] = the backward pass crosses from step s to s_{s-1};
     probs: cut probabilities c_s (see `check_probs`). spec.truncation is ignored.
     """
     prep = prepare(params, xs, ys, spec, h0)
-    U, W, V, b, c = prep.params
-    hs, dact = prep.fwd
-    T, B, H = dact.shape
+    grads, ds0 = compensated(prep, passes, probs)
+    return prep.loss, grads, state_gradient(ds0, prep.spec)
+
+
+def compensated(prep, passes, probs):
+    """The compensated gradient of one outcome on a prepared problem: (grads, dL/ds_0 (B, W))."""
+    cell, fwd = prep.cell, prep.fwd
+    w = weights_of(prep.params)
+    T = prep.T
     probs = check_probs(probs, T)
     passes = np.asarray(passes)
     if passes.shape != (T,):
         raise ValueError(f"passes must have shape (T,) = ({T},), got {passes.shape}")
     gain = np.where(passes.astype(bool), 1.0 / (1.0 - probs), 0.0)   # Z_s / (1 - c_s)
-    dV, dc = output_layer_grads(prep)                    # o_t = V h_t + c: never truncated
+    ds_loss = prep.side.ds_loss                          # (S, B, W) through o_t alone
     first_loss_step = 1 if prep.spec.output == "all" else T
-    das = np.empty((T, B, H))
-    dh = np.zeros((B, H))                               # dL/dh_t carried from step t + 1
+    dP = dR = None
+    ds = np.zeros((1,) + ds_loss.shape[1:])             # dL/ds_t carried from step t + 1
     for t in range(T, 0, -1):
         if t >= first_loss_step:
-            dh = dh + prep.dh_loss[t - first_loss_step]  # h_t -> o_t -> loss term t
-        das[t - 1] = dh * dact[t - 1]                   # h_t = act(a_t)
-        dh = (das[t - 1] @ W) * gain[t - 1]             # a_t = ... + W h_{t-1}: cut or compensate
-    flat = das.reshape(T * B, H)
-    dW = flat.T @ hs[:-1].reshape(T * B, H)             # sum_t da_t h_{t-1}^T
-    dU = flat.T @ prep.xs_tm.reshape(T * B, -1)         # sum_t da_t x_t^T
-    db = flat.sum(axis=0) if b is not None else None
-    return prep.loss, Params(dU, dW, dV, db, dc), dh
+            ds = ds + ds_loss[t - first_loss_step]       # the loss term at step t
+        dp, dr, ds = cell.back(w, fwd.cache, fwd.states, t - 1, t, ds)   # back through step t
+        if dP is None:
+            dP = np.zeros((T,) + dp.shape[1:])
+        dP[t - 1] = dp[0]
+        if dr is not None:
+            dR = np.zeros_like(dP) if dR is None else dR
+            dR[t - 1] = dr[0]
+        ds = ds * gain[t - 1]                            # cut, or compensate, the carry to s_{t-1}
+    grads = assemble_grads(prep.params, cell, prep.xs_tm, fwd, dP, dR, 0, T, prep.side.dV,
+                           prep.side.dc)
+    return grads, ds[0]
 
 
 def sample_passes(rng, probs) -> np.ndarray:
@@ -109,8 +126,8 @@ def outcomes(probs, output: str):
 
 
 class Expectation(NamedTuple):
-    mean: Params              # sum over outcomes of prob * compensated gradient
-    mean_dh0: np.ndarray      # (B, H)
+    mean: object              # Params | GatedParams: sum over outcomes of prob * gradient
+    mean_dh0: object          # (B, H); the LSTM: the pair (dh_0, dc_0)
     variance: float           # E ||g_Z - E g_Z||^2 over all parameters
     total_prob: float         # 1 up to round-off
     n_outcomes: int
@@ -118,30 +135,29 @@ class Expectation(NamedTuple):
 
 def artbp_expectation(params, xs, ys, spec, probs, h0=None) -> Expectation:
     """The exact expectation (and total variance) of the ARTBP gradient over its finite
-    distribution, one `artbp_grads` per outcome."""
-    T = np.shape(xs)[1] if np.ndim(xs) == 3 else None
-    if T is None:
-        prepare(params, xs, ys, spec, h0)           # raises the usual shape error
-    probs = check_probs(probs, T)
-    acc = acc2 = None
-    total, n, dh0_acc = 0.0, 0, None
-    for out in outcomes(probs, spec.output):
-        _, g, dh0 = artbp_grads(params, xs, ys, spec, out.passes, probs, h0)
-        flat = np.concatenate([np.ravel(a) for a in g.arrays().values()])
+    distribution, one compensated backward pass per outcome (one forward pass for all).
+    Arguments as for `artbp_grads`."""
+    prep = prepare(params, xs, ys, spec, h0)
+    probs = check_probs(probs, prep.T)
+    acc, acc2, ds0_acc = None, 0.0, None
+    total, n = 0.0, 0
+    for out in outcomes(probs, prep.spec.output):
+        g, ds0 = compensated(prep, out.passes, probs)
+        arrays = g.arrays()
+        flat = np.concatenate([np.ravel(a) for a in arrays.values()])
         if acc is None:
-            acc, acc2 = [np.zeros_like(a) for a in g.arrays().values()], 0.0
-            dh0_acc = np.zeros_like(dh0)
-        for a, gi in zip(acc, g.arrays().values()):
-            a += out.prob * gi
-        dh0_acc += out.prob * dh0
+            acc = {name: np.zeros_like(a) for name, a in arrays.items()}
+            ds0_acc = np.zeros_like(ds0)
+        for name, a in arrays.items():
+            acc[name] += out.prob * a
+        ds0_acc += out.prob * ds0
         acc2 += out.prob * float(flat @ flat)
         total += out.prob
         n += 1
-    names = list(params.arrays()) if hasattr(params, "arrays") else list(Params._fields)
-    mean = dict(zip(names, acc))
-    mflat = np.concatenate([np.ravel(a) for a in acc])
+    mflat = np.concatenate([np.ravel(a) for a in acc.values()])
     var = max(acc2 - float(mflat @ mflat), 0.0)     # E||g||^2 - ||E g||^2
-    return Expectation(Params(*(mean.get(f) for f in Params._fields)), dh0_acc, var, total, n)
+    mean = type(prep.params)(*(acc.get(f) for f in type(prep.params)._fields))
+    return Expectation(mean, state_gradient(ds0_acc, prep.spec), var, total, n)
 
 
 class TradeoffRow(NamedTuple):
@@ -167,14 +183,13 @@ def tradeoff_prepared(prep, cut_probs=(0.5, 0.3, 0.2, 0.1, 0.05), sweep=None):
     if prep.spec.output != "last":
         raise ValueError("artbp_tradeoff is for many-to-one (spec.output='last'); for "
                          "many-to-many use artbp_expectation on a short sequence")
-    T = prep.fwd.cache.shape[0]
-    pieces = lag_pieces_last(prep)               # time order; lag j is entry T - 1 - j
-    flat = np.concatenate([getattr(pieces, n).reshape(T, -1)[::-1]
-                           for n in ("U", "W", "b") if getattr(pieces, n) is not None], axis=1)
+    T = prep.T
+    flat = np.stack([np.concatenate([np.ravel(a) for a in piece.grads.values()])
+                     for piece in lag_pieces(prep, T - 1)])          # (T, P) by lag j
     if sweep is None:
         sweep = sweep_prepared(prep, keep_grads=False)
     full_flat = flat.sum(axis=0)
-    vc = [np.ravel(a) for n, a in sweep.full.arrays().items() if n in ("V", "c")]
+    vc = [np.ravel(a) for a in (prep.side.dV, prep.side.dc) if a is not None]
     gnorm2 = float(full_flat @ full_flat) + sum(float(a @ a) for a in vc)
     rows = []
     for c in cut_probs:

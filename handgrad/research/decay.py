@@ -1,28 +1,35 @@
 """How fast the backpropagated gradient decays with the lag, and what truncation that allows.
 
-Size letters: B batch, T time steps, D inputs, H hidden units, L lags measured.
+Size letters: B batch, T time steps, D inputs, H hidden units, W the state width (H; 2H for the
+LSTM's [h, c]), L lags measured, N (t, b) pairs whose Jacobian is measured.
 
 For the loss term at step t, the gradient with respect to the state j steps earlier is
 
-    dL_t/dh_{t-j} = dL_t/dh_t  J_t J_{t-1} ... J_{t-j+1},   J_s = diag(act'(a_s)) W,
+    dL_t/ds_{t-j} = dL_t/ds_t  J_t J_{t-1} ... J_{t-j+1},   J_s = ds_s/ds_{s-1} (W, W),
 
-so ||dL_t/dh_{t-j}|| <= ||dL_t/dh_t|| (sigma_max(W) max act')^j: when sigma_max(W) max act' < 1
-(max act' = 1/4 for the sigmoid, 1 for tanh) the gradient must vanish geometrically, and
-truncation after k lags loses at most a geometric tail (Aicher, Foti & Fox 2019).
+the state being the whole recurrent state s_t: h_t for the Elman cell and the GRU, the pair
+[h_t, c_t] for the LSTM (its c_t carries gradient as much as h_t). For the Elman cell
+J_s = diag(act'(a_s)) W, so ||dL_t/dh_{t-j}|| <= ||dL_t/dh_t|| (sigma_max(W) max act')^j: when
+sigma_max(W) max act' < 1 (max act' = 1/4 for the sigmoid, 1 for tanh) the gradient must vanish
+geometrically, and truncation after k lags loses at most a geometric tail (Aicher, Foti & Fox
+2019). The gated cells' Jacobians have no such simple bound; `jacobian_facts` measures them.
 
-`decay_profile` measures, for every lag j:
-- `dh_norm[j]`: ||dL/dh_{T-j}|| (many-to-one) or the root mean square over the loss terms t of
-  ||dL_t/dh_{t-j}|| (many-to-many), each a Frobenius norm over the batch;
-- `piece_norm[j]`: the norm of the lag-j piece of the (U, W, b) gradient, the part that
-  Window(j - 1) drops and Window(j) keeps;
+`decay_profile` measures, for every lag j, for every cell (through the cell seam, like
+`truncation_sweep`):
+- `dh_norm[j]`: ||dL/ds_{T-j}|| (many-to-one) or the root mean square over the loss terms t of
+  ||dL_t/ds_{t-j}|| (many-to-many), each a Frobenius norm over the batch and the whole state
+  (for the LSTM h and c together; the name is kept from the Elman-only version);
+- `piece_norm[j]`: the norm of the lag-j piece of the cell weights' gradient (U, W, b; or W_ih,
+  W_hh, b_ih, b_hh), the part that Window(j - 1) drops and Window(j) keeps;
 and fits a geometric rate `rate` to dh_norm (least squares on log dh_norm against j).
 
 The bias bound: ||g - g_k|| = ||sum_{j>k} piece_j|| <= sum_{j>k} ||piece_j||. Over the lags
 measured this is the triangle inequality on measured pieces; beyond them (a probe of L < T lags)
 the pieces are extrapolated geometrically at `rate` from the last one measured. Relative to the
-norm of the whole gradient (U, W, V, b, c) it is what `truncation_sweep`'s `l2_error` measures,
-so `bias_bound(k) >= sweep.l2_error[k]` whenever every lag is measured. `adaptive_k(tol)` is
-the smallest k whose bound is at most `tol` (the adaptive truncation of Aicher et al.).
+norm of the whole gradient (the cell's weights and V, c) it is what `truncation_sweep`'s
+`l2_error` measures, so `bias_bound(k) >= sweep.l2_error[k]` whenever every lag is measured.
+`adaptive_k(tol)` is the smallest k whose bound is at most `tol` (the adaptive truncation of
+Aicher et al.).
 """
 from __future__ import annotations
 
@@ -32,10 +39,12 @@ from typing import NamedTuple
 import numpy as np
 
 from .._validate import check_h0, check_params, check_spec, check_xs
-from ..bptt import forward_states, initial_state
-from .sweep import lag_pieces_all, lag_pieces_last, output_layer_grads, prepare, require_elman_with_head
+from ..bptt import Forward, forward_states, initial_state
+from ..cells import cell_for, weights_of
+from ..params import tree_map
+from .sweep import lag_pieces, prepare
 
-MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0}   # max over a of act'(a)
+MAX_DERIVATIVE = {"sigmoid": 0.25, "tanh": 1.0, "relu": 1.0, "identity": 1.0}   # max of act'(a)
 SATURATED = 1e-2                                  # act'(a) / max act' below this: saturated
 
 
@@ -43,11 +52,13 @@ class DecayProfile(NamedTuple):
     """Gradient norm against lag, its geometric fit, and the truncation-bias bound it gives."""
 
     lags: np.ndarray          # (L,) 0..L-1
-    dh_norm: np.ndarray       # (L,) ||dL/dh_{t-j}|| (RMS over loss terms t for many-to-many)
-    piece_norm: np.ndarray    # (L,) ||lag-j piece of (dU, dW, db)||_F
+    dh_norm: np.ndarray       # (L,) ||dL/ds_{t-j}|| over the whole state (the LSTM: [h, c]);
+                              # RMS over the loss terms t for many-to-many
+    piece_norm: np.ndarray    # (L,) ||lag-j piece of the cell weights' gradient||_F
     rate: float               # fitted geometric rate beta: dh_norm[j] ~ scale * beta^j (nan: no fit)
     scale: float              # the fit's dh_norm at lag 0
-    grad_norm: float          # ||full gradient (U, W, V, b, c)|| (an estimate when L < T)
+    grad_norm: float          # ||full gradient (every array)|| (many-to-many: an estimate
+                              # when L < T)
     T: int                    # sequence length: lags 0..T-1 exist
     complete: bool            # every lag measured (L == T): the bound is rigorous
 
@@ -119,84 +130,127 @@ def fit_rate(dh_norm) -> tuple[float, float]:
 def decay_profile(params, xs, ys, spec, h0=None, max_lag=None) -> DecayProfile:
     """Measure the gradient decay over lags 0..max_lag (default: every lag, 0..T-1).
 
-    params: `Params`; xs: (B, T, D); ys as for `loss_and_grads`; spec: a `Spec` (its truncation
-    is ignored); h0: (B, H) or None; max_lag: int >= 0. Many-to-one measures every lag for the
-    price of one backward pass; many-to-many costs one (T B, H) x (H, H) product per lag.
+    params, xs, ys, h0: as for `hg.loss_and_grads` (any cell, head or not, any loss and
+    reduction); spec: a `Spec` (its truncation is ignored); max_lag: int >= 0. Many-to-one
+    measures every lag for the price of one backward pass; many-to-many costs one backward step
+    of the whole sequence per lag.
     """
     return profile_prepared(prepare(params, xs, ys, spec, h0), max_lag)
 
 
+def _sq(a) -> float:
+    return float(np.vdot(a, a))
+
+
 def profile_prepared(prep, max_lag=None) -> DecayProfile:
     """`decay_profile` on a problem already through `sweep.prepare` (shared by the study)."""
-    T = prep.fwd.cache.shape[0]
+    T = prep.T
     if max_lag is None:
         max_lag = T - 1
     if isinstance(max_lag, bool) or not isinstance(max_lag, (int, np.integer)) or max_lag < 0:
         raise ValueError(f"max_lag must be an integer >= 0, got {max_lag!r}")
     L = min(int(max_lag), T - 1) + 1
     # V and c are never truncated: they enter the bias bound's denominator only
-    dV, dc = output_layer_grads(prep)
-    vc_sq = float(np.sum(dV * dV)) + (float(dc @ dc) if dc is not None else 0.0)
-    if prep.spec.output == "last":
-        pieces = lag_pieces_last(prep)           # time order: lag j is entry T - 1 - j
-        sq = np.zeros(T)
-        total = 0.0
-        for name in ("U", "W", "b"):
-            a = getattr(pieces, name)
-            if a is not None:
-                flat = a.reshape(T, -1)
-                sq += np.einsum("tp,tp->t", flat, flat)
-                s = flat.sum(axis=0)
-                total += float(s @ s)
-        piece_norm = np.sqrt(sq[::-1])[:L]
-        dh_norm = pieces.dh_norm[:L]
-        grad_sq = total + vc_sq
-    else:
-        dh_norm, piece_norm = np.empty(L), np.empty(L)
-        acc = None
-        carry0_sq = 0.0                           # ||dL_j/dh_0||^2, the lag-j term reaching h_0
-        for step in lag_pieces_all(prep, L - 1):
-            n_terms = step.dh.shape[0] + (1 if step.j > 0 else 0)
-            dh_norm[step.j] = math.sqrt((float(np.sum(step.dh * step.dh)) + carry0_sq) / n_terms)
-            carry0_sq = float(np.sum(step.h0 * step.h0))
-            parts = [step.U, step.W] + ([step.b] if step.b is not None else [])
-            piece_norm[step.j] = math.sqrt(sum(float(np.sum(p * p)) for p in parts))
-            acc = [p.copy() for p in parts] if acc is None else [a + p for a, p in zip(acc, parts)]
-        grad_sq = sum(float(np.sum(a * a)) for a in acc) + vc_sq
+    vc_sq = sum(_sq(a) for a in (prep.side.dV, prep.side.dc) if a is not None)
+    ds_loss = prep.side.ds_loss                    # (S, B, W): lag 0 of every loss term
+    dh_norm, piece_norm = np.empty(L), np.empty(L)
+    dh_norm[0] = math.sqrt(_sq(ds_loss) / ds_loss.shape[0])
+    acc = None
+    # many-to-one: every lag costs nothing more (one backward pass) and gives the exact ||g||
+    last = T - 1 if prep.spec.output == "last" else L - 1
+    for piece in lag_pieces(prep, last):
+        parts = list(piece.grads.values())
+        if piece.j < L:
+            piece_norm[piece.j] = math.sqrt(sum(_sq(p) for p in parts))
+        if piece.j + 1 < L:                        # the terms still going, one lag further back
+            dh_norm[piece.j + 1] = math.sqrt(_sq(piece.ds_prev) / piece.ds_prev.shape[0])
+        if acc is None:
+            acc = [p.copy() for p in parts]
+        else:
+            for a, p in zip(acc, parts):
+                a += p
+    grad_sq = sum(_sq(a) for a in acc) + vc_sq
     rate, scale = fit_rate(dh_norm)
     return DecayProfile(np.arange(L), dh_norm, piece_norm, rate, scale, math.sqrt(grad_sq), T,
                         L == T)
 
 
 class JacobianFacts(NamedTuple):
-    """Why gradients vanish (or may explode): the one-step Jacobian J_t = diag(act'(a_t)) W."""
+    """Why gradients vanish (or may explode): the one-step Jacobian J_t = ds_t/ds_{t-1} (W, W).
 
-    sigma_max_W: float        # largest singular value of W
-    max_derivative: float     # max over a of act'(a): 1/4 (sigmoid), 1 (tanh)
-    jacobian_bound: float     # sigma_max_W * max_derivative >= ||J_t||_2 for every t
-    observed_bound: float     # sigma_max_W * the largest act'(a_t) actually seen
-    saturated_fraction: float  # share of (t, b, unit) with act'(a_t) < SATURATED * max act'
+    The a-priori fields are the Elman cell's, J_t = diag(act'(a_t)) W; they are nan for the GRU
+    and the LSTM, whose Jacobians mix gates, W_hh and the direct paths (z_t h_{t-1}, f_t c_{t-1})
+    with no bound as simple. `jacobian_max` is measured the same way for every cell.
+    """
+
+    sigma_max_W: float        # largest singular value of W (gated cells: of W_hh, (G H, H))
+    max_derivative: float     # max over a of act'(a): 1/4 (sigmoid), 1 (tanh); gated: nan
+    jacobian_bound: float     # sigma_max_W * max_derivative >= ||J_t||_2 for every t; gated: nan
+    observed_bound: float     # sigma_max_W * the largest act'(a_t) actually seen; gated: nan
+    saturated_fraction: float  # share of (t, b, unit) with act'(a_t) < SATURATED * max act';
+                               # gated: nan
+    jacobian_max: float       # the largest exact ||J_t||_2 over the (t, b) pairs measured
+    pairs: int                # (t, b) pairs measured: all of them up to MAX_PAIRS, else evenly
+                              # spaced (then jacobian_max is a lower bound of the maximum)
 
     def as_dict(self) -> dict:
         return self._asdict()
 
 
-def jacobian_facts(params, xs, spec, h0=None) -> JacobianFacts:
-    """The Jacobian bound and saturation of `params` on the inputs `xs` (B, T, D)."""
+MAX_PAIRS = 64                # Jacobians measured exactly by `jacobian_facts` (each W x W)
+
+
+def jacobian_facts(params, xs, spec, h0=None, max_pairs: int = MAX_PAIRS) -> JacobianFacts:
+    """The Jacobian facts of `params` on the inputs `xs` (B, T, D), any cell; h0 as for
+    `hg.loss_and_grads`. max_pairs: how many (t, b) Jacobians to measure exactly (>= 1)."""
     spec = check_spec(spec)
-    require_elman_with_head(spec)
     params = check_params(params, spec)
     xs = check_xs(xs, params.sizes[0])
-    h0 = check_h0(h0, xs.shape[0], params.sizes[1])
+    h0 = check_h0(h0, xs.shape[0], params.sizes[1], spec)
     xs_tm = np.ascontiguousarray(np.swapaxes(xs, 0, 1))
-    dact = forward_states(params, xs_tm, initial_state(h0, xs.shape[0], params.sizes[1]),
-                          spec).cache                                   # Elman: act'(a_t)
-    return facts_from(params.W, dact, spec.activation)
+    fwd = forward_states(params, xs_tm, initial_state(h0, xs.shape[0], params.sizes[1], spec),
+                         spec)
+    return facts_from(params, spec, fwd, max_pairs)
 
 
-def facts_from(W, dact, activation: str) -> JacobianFacts:
-    """`JacobianFacts` from W (H, H) and the activation derivatives dact (T, B, H)."""
-    top = MAX_DERIVATIVE[activation]
-    smax = float(np.linalg.norm(W, 2))
+def facts_from(params, spec, fwd: Forward, max_pairs: int = MAX_PAIRS) -> JacobianFacts:
+    """`JacobianFacts` from the parameters and a forward pass (states (T + 1, B, W), cache)."""
+    if isinstance(max_pairs, bool) or not isinstance(max_pairs, (int, np.integer)) or max_pairs < 1:
+        raise ValueError(f"max_pairs must be an integer >= 1, got {max_pairs!r}")
+    cell = cell_for(spec)
+    w = weights_of(params)
+    smax = float(np.linalg.norm(w.W_rec, 2))
+    T, B = fwd.states.shape[0] - 1, fwd.states.shape[1]
+    n = min(T * B, int(max_pairs))
+    flat = np.unique(np.linspace(0, T * B - 1, n).round().astype(np.int64))   # evenly spaced
+    J = state_jacobians(cell, w, fwd, flat // B + 1, flat % B)
+    jmax = float(np.linalg.norm(J, 2, axis=(1, 2)).max())
+    if spec.cell != "elman":
+        nan = math.nan
+        return JacobianFacts(smax, nan, nan, nan, nan, jmax, len(flat))
+    dact = fwd.cache                                             # Elman: act'(a_t) (T, B, H)
+    top = MAX_DERIVATIVE[spec.activation]
     return JacobianFacts(smax, top, smax * top, smax * float(dact.max()),
-                         float(np.mean(dact < SATURATED * top)))
+                         float(np.mean(dact < SATURATED * top)), jmax, len(flat))
+
+
+def state_jacobians(cell, w, fwd: Forward, ts, bs) -> np.ndarray:
+    """The exact one-step Jacobians J = ds_t/ds_{t-1} (N, W, W) at the steps ts (N,) in 1..T of
+    the batch elements bs (N,), through the cell's backward step alone.
+
+    `cell.back` maps a row dL/ds_t to dL/ds_{t-1} = dL/ds_t J_t, so the unit rows e_i give the
+    rows of J_t. Each pair becomes one step of a batch of N W one-step problems (pair p, unit i
+    at batch position p W + i), gathered from the forward pass: the cache is an array or a
+    NamedTuple of arrays indexed (t, b, ...), as every cell's is.
+    """
+    Wd = fwd.states.shape[-1]
+    ts, bs = np.asarray(ts), np.asarray(bs)
+
+    def gather(a, steps):                        # (len(steps), N W, ...): each pair W times
+        return np.repeat(np.stack([a[t, bs] for t in steps]), Wd, axis=1)
+
+    states = gather(fwd.states, (ts - 1, ts))                    # s_{t-1}, s_t of every pair
+    cache = tree_map(lambda a: gather(a, (ts - 1,)), fwd.cache)  # step t's cache entry
+    units = np.tile(np.eye(Wd), (len(ts), 1))[None]              # (1, N W, W)
+    _, _, rows = cell.back(w, cache, states, 0, 1, units)        # e_i J_t for every pair
+    return rows[0].reshape(len(ts), Wd, Wd)

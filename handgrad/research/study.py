@@ -1,5 +1,6 @@
 """The truncation study behind `handgrad truncation`: bias curves, decay and Jacobian facts for a
-model on its data, and training the tutorial task under several truncations.
+model on its data (any cell), and training the tutorial task under several truncations (the
+Elman cell of the tutorial).
 
 Size letters: B windows, T steps, D inputs, H hidden units, O outputs, K truncations.
 
@@ -48,7 +49,7 @@ def analyse(name, params, xs, ys, spec, h0=None, tols=TOLS, ks=None) -> Stage:
     prep = prepare(params, xs, ys, spec, h0)                       # one forward pass for all
     sweep = sweep_prepared(prep, ks=ks, keep_grads=False)
     prof = profile_prepared(prep)
-    facts = facts_from(prep.params.W, prep.fwd.cache, prep.spec.activation)
+    facts = facts_from(prep.params, prep.spec, prep.fwd)
     adaptive = {float(t): adaptive_k(prof, float(t)) for t in tols}
     every = sweep if ks is None else None
     trade = tradeoff_prepared(prep, sweep=every) if prep.spec.output == "last" else []
@@ -65,8 +66,8 @@ def table_rows(stage: Stage) -> list[dict]:
         row = {"stage": stage.name, "k": int(k), "rel_error": float(sw.rel_error[i]),
                "cosine": float(sw.cosine[i]), "bias": float(sw.l2_error[i]),
                "bias_bound": float(bound[i]), "bias_estimate": float(est[i])}
-        for name in ("U", "W", "b", "h0"):
-            if name in sw.per_param:
+        for name in sw.per_param:
+            if name not in ("V", "c"):                              # never truncated
                 row[f"rel_error_{name}"] = float(sw.per_param[name].rel_error[i])
                 row[f"bias_{name}"] = float(sw.per_param[name].l2_error[i])
         rows.append(row)
@@ -134,10 +135,14 @@ def format_table(stages: list[Stage]) -> str:
     for st in stages:
         sw, prof, jf = st.sweep, st.decay, st.jacobian
         T = prof.T
+        if math.isnan(jf.jacobian_bound):                 # a gated cell: no a-priori bound
+            facts = f"sigma_max(W_hh) = {jf.sigma_max_W:.3g}"
+        else:
+            facts = (f"sigma_max(W) x max act' = {jf.sigma_max_W:.3g} x {jf.max_derivative:g} = "
+                     f"{jf.jacobian_bound:.3g}; saturated {100 * jf.saturated_fraction:.1f}%")
         lines.append(f"[{st.name}] loss {sw.loss:.4g}; gradient norm {prof.grad_norm:.3g}; "
-                     f"decay rate {prof.rate:.3g} per step; sigma_max(W) x max act' = "
-                     f"{jf.sigma_max_W:.3g} x {jf.max_derivative:g} = {jf.jacobian_bound:.3g}; "
-                     f"saturated {100 * jf.saturated_fraction:.1f}%")
+                     f"decay rate {prof.rate:.3g} per step; {facts}; largest ||ds_t/ds_(t-1)||_2 "
+                     f"{jf.jacobian_max:.3g} (of {jf.pairs} (t, b) measured)")
         lines.append(f"  {'k':>3} {'rel error':>10} {'cosine':>9} {'bias':>10} {'bound':>10} "
                      f"{'estimate':>10}")
         bound = prof.bias_bound(sw.ks)
@@ -197,11 +202,11 @@ def plot_stages(stages: list[Stage], title: str, size=(11, 4.2), dpi: int = 100)
         ls = styles[i % len(styles)]
         sw = st.sweep
         left.plot(sw.ks, _positive(sw.l2_error), ls, color="k", label=f"{st.name}: all parameters")
-        for name, color in (("U", "tab:blue"), ("W", "tab:orange"), ("b", "tab:green")):
-            if name in sw.per_param:
-                left.plot(sw.ks, _positive(sw.per_param[name].l2_error), ls, color=color,
-                          label=f"{st.name}: {name}")
-        left.plot(sw.ks, _positive(st.decay.bias_bound(sw.ks)), ls, color="tab:red", alpha=0.6,
+        truncated = [n for n in sw.per_param if n not in ("V", "c", "h0")]
+        for j, name in enumerate(truncated):
+            left.plot(sw.ks, _positive(sw.per_param[name].l2_error), ls, color=f"C{j}",
+                      label=f"{st.name}: {name}")
+        left.plot(sw.ks, _positive(st.decay.bias_bound(sw.ks)), ls, color="tab:purple", alpha=0.6,
                   label=f"{st.name}: bound")
         prof = st.decay
         right.plot(prof.lags, _positive(prof.dh_norm), "o", ms=3, color=f"C{i}",
@@ -215,7 +220,8 @@ def plot_stages(stages: list[Stage], title: str, size=(11, 4.2), dpi: int = 100)
     left.set(yscale="log", xlabel="k (Window(k))", ylabel="||g_k - g|| / ||g||",
              title="truncation bias")
     left.set_ylim(bottom=1e-18)
-    right.set(yscale="log", xlabel="lag j", ylabel="||dL/dh_{t-j}||", title="gradient decay")
+    right.set(yscale="log", xlabel="lag j", ylabel="||dL/ds_{t-j}|| (the whole state)",
+              title="gradient decay")
     left.legend(fontsize=7)
     right.legend(fontsize=7)
     _plain_log_labels(left, right)

@@ -1,36 +1,41 @@
-"""The Window(k) gradient for every k at once: `truncation_sweep`.
+"""The Window(k) gradient for every k at once: `truncation_sweep`, for every cell of the family.
 
-Size letters: B batch, T time steps, D inputs, H hidden units, O outputs, K truncations swept,
-P parameter elements.
+Size letters: B batch, T time steps, D inputs, H hidden units, O outputs, G gate blocks, W the
+state width (H; 2H for the LSTM's [h, c]), K truncations swept, L lags measured.
 
-Under `Window(k)` the loss at step t reaches a_s only for lags j = t - s <= k, so every truncated
-gradient is a partial sum over lags of one set of per-lag pieces:
+Under `Window(k)` the loss at step t reaches step s only for lags j = t - s <= k, so every
+truncated gradient is a partial sum over lags of one set of per-lag pieces:
 
-    dU_k = sum_{j<=k} dU^(j),   dU^(j) = sum_t dL_t/da_{t-j} x_{t-j}^T       (W, b, h_0 alike)
+    g_k = sum_{j<=k} g^(j),   g^(j) = the weight gradient of the terms dL_t/dP_{t-j}
+                                      (and dL_t/dR_{t-j}) of every loss term t    (s_0 alike)
 
-- many-to-one (`output="last"`): one loss term, so dL/da_{T-j} is exactly the full backward
-  pass's da at step T - j. One backward pass, the per-step outer products as one batched
-  product, a cumulative sum over the lag: every k for about the price of one full gradient.
-- many-to-many (`output="all"`): the lag-j pieces of all loss terms are computed together,
-  vectorised over t: G_j[s] = dL_{s+j}/da_s, G_{j+1}[s-1] = (G_j[s] W) * act'(a_{s-1}).
-  One (T B, H) x (H, H) product per lag, up to the largest k asked for.
+for the cell's weights (U, W, b for the Elman cell; W_ih, W_hh, b_ih, b_hh for the GRU and the
+LSTM). The pieces come through the cell seam (`handgrad.cells`: `back`, `recurrent_grads`) and
+`bptt.assemble_grads`; no cell's equations are written here.
+
+- many-to-one (`output="last"`): one loss term, so the lag-j piece is step T - j of one full
+  backward pass: `cell.back` one step at a time, each step's gradient kept and added to the
+  Window(k) stack as the pass goes: every k for about the price of one full gradient.
+- many-to-many (`output="all"`): the lag-j pieces of all loss terms together, vectorised over t
+  (`bptt.window_lags`): one backward step of T - j steps side by side per lag, up to the
+  largest k asked for.
 
 V and c are never truncated; their curves are zero error and cosine one, listed for completeness.
+The initial state's gradient is dL/ds_0: (B, H), and for the LSTM the pair (dh_0, dc_0) as
+`hg.loss_and_grads` gives it; its curve ("h0") is over the whole state (h_0 and c_0 together).
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import numpy as np
 
 from .._validate import check_inputs
-from ..bptt import (Forward, backward, forward_states, initial_state, output_states, outputs,
-                    time_major)
+from ..bptt import (Forward, OutputSide, assemble_grads, backward, forward_states, initial_state,
+                    output_side, output_states, outputs, state_gradient, time_major, window_lags)
+from ..cells import cell_for, weights_of
 from ..losses import loss_and_output_grad
-from ..params import Params
 from ..spec import Spec
-
-PARAM_NAMES = ("U", "W", "V", "b", "c")
 
 
 class Curve(NamedTuple):
@@ -42,28 +47,21 @@ class Curve(NamedTuple):
 
 
 class TruncationSweep(NamedTuple):
-    """`truncation_sweep`'s answer. Overall = all parameters (U, W, V, b, c) as one vector."""
+    """`truncation_sweep`'s answer. Overall = all parameters (the cell's and V, c) as one
+    vector; the initial state is not part of it."""
 
     ks: np.ndarray                   # (K,) the window lengths k
     rel_error: np.ndarray            # (K,) overall normwise relative error against full BPTT
     cosine: np.ndarray               # (K,) overall cosine against full BPTT
     l2_error: np.ndarray             # (K,) overall ||g_k - g|| / ||g||
-    per_param: dict                  # name -> Curve, for U, W, V, (b, c) and "h0"
-    grads: Optional[Params]          # Window(k) gradients, each array with a leading K axis
-    dh0: Optional[np.ndarray]        # (K, B, H) Window(k) gradients of h_0
-    full: Params                     # the full BPTT gradient
-    full_dh0: np.ndarray             # (B, H)
+    per_param: dict                  # name -> Curve, for every array of params and "h0"
+    grads: object                    # Params | GatedParams of the Window(k) gradients, each
+                                     # array with a leading K axis (None with keep_grads=False)
+    dh0: object                      # (K, B, H) Window(k) gradients of h_0; the LSTM: the pair
+                                     # ((K, B, H), (K, B, H)) of h_0 and c_0
+    full: object                     # the full BPTT gradient, Params | GatedParams
+    full_dh0: object                 # (B, H); the LSTM: the pair (dh_0, dc_0)
     loss: float                      # the loss (truncation never changes it)
-
-
-class LagPieces(NamedTuple):
-    """Per-lag pieces of the gradient, stacked over the lag j = 0..J-1."""
-
-    U: np.ndarray                    # (J, H, D)
-    W: np.ndarray                    # (J, H, H)
-    b: Optional[np.ndarray]          # (J, H)
-    dh0: np.ndarray                  # (B, H) dL/dh_0: only the full window (lag T - 1) has it
-    dh_norm: np.ndarray              # (J,) ||dL/dh_{T-j}||_F over the batch, by lag j
 
 
 def check_ks(ks, T: int) -> np.ndarray:
@@ -83,114 +81,65 @@ def check_ks(ks, T: int) -> np.ndarray:
 class Prepared(NamedTuple):
     """A validated problem with its forward pass and output gradients, time-major."""
 
-    params: Params
+    params: object                   # Params | GatedParams
     spec: Spec
+    cell: object                     # the cell (handgrad.cells.cell_for(spec))
     xs_tm: np.ndarray                # (T, B, D)
-    fwd: Forward
+    fwd: Forward                     # states (T + 1, B, W) and the cell's cache
     dos: np.ndarray                  # (S, B, O) dL/do_t
-    dh_loss: np.ndarray              # (S, B, H) dL/dh_t through o_t alone
+    side: OutputSide                 # dV, dc and ds_loss (S, B, W): dL/ds_t through o_t alone
     loss: float
+
+    @property
+    def T(self) -> int:
+        return self.xs_tm.shape[0]
 
 
 def prepare(params, xs, ys, spec, h0=None) -> Prepared:
-    """Validate, run the forward pass and the loss: what every research tool starts from."""
+    """Validate, run the forward pass and the loss: what every research tool starts from.
+    Any cell, head or not, any loss and reduction (the arguments of `hg.loss_and_grads`)."""
     params, xs, ys, h0, spec = check_inputs(params, xs, ys, spec, h0)
-    require_elman_with_head(spec)
+    cell = cell_for(spec)
     xs_tm, ys_tm = time_major(xs, ys, spec)
-    fwd = forward_states(params, xs_tm, initial_state(h0, xs.shape[0], params.W.shape[0]),
+    fwd = forward_states(params, xs_tm, initial_state(h0, xs.shape[0], params.sizes[1], spec),
                          spec)
-    os = outputs(params, output_states(fwd.states, spec.output))
+    os = outputs(params, output_states(cell.hidden(fwd.states), spec.output))
     loss, dos = loss_and_output_grad(os, ys_tm, spec.loss, spec.reduction)
-    return Prepared(params, spec, xs_tm, fwd, dos, dos @ params.V, loss)
+    side = output_side(params, cell, fwd.states, dos, spec.output)
+    return Prepared(params, spec, cell, xs_tm, fwd, dos, side, loss)
 
 
-def require_elman_with_head(spec) -> None:
-    """The research tools are written for the Elman cell with an output head (for now)."""
-    if spec.cell != "elman" or not spec.head:
-        raise ValueError("the truncation research tools support cell='elman' with head=True, "
-                         f"got cell={spec.cell!r}, head={spec.head}")
-
-
-def output_layer_grads(prep: Prepared):
-    """o_t = V h_t + c is never truncated: dV = sum_t do_t h_t^T (O, H), dc = sum_t do_t (O,)."""
-    hs_out = output_states(prep.fwd.states, prep.spec.output)                 # (S, B, H)
-    O, H = prep.params.V.shape
-    dV = prep.dos.reshape(-1, O).T @ hs_out.reshape(-1, H)
-    dc = prep.dos.sum(axis=(0, 1)) if prep.params.c is not None else None
-    return dV, dc
-
-
-def _outer_sum(a, b):
-    """sum_b a[t, b, :, None] * b[t, b, None, :] for every t: (T, B, M), (T, B, N) -> (T, M, N)."""
-    if a.shape[1] == 1:                           # one sample: plain outer products, no BLAS call
-        return a[:, 0, :, None] * b[:, 0, None, :]
-    return np.ascontiguousarray(a.transpose(0, 2, 1)) @ b
-
-
-def lag_pieces_last(prep: Prepared) -> LagPieces:
-    """Many-to-one: the per-step pieces of one full backward pass, in time order.
-
-    The lag-j piece is entry T - 1 - j (step t = T - j). Returns arrays with a leading T axis.
-    """
-    W, b = prep.params.W, prep.params.b
-    hs, dact = prep.fwd
-    T, B, H = dact.shape
-    das = np.empty((T, B, H))                   # das[t - 1] = dL/da_t
-    dh_norm = np.empty(T)                       # by lag j = T - t
-    dh = prep.dh_loss[0]                        # dL/dh_T through o_T
-    for t in range(T, 0, -1):
-        dh_norm[T - t] = np.sqrt(np.vdot(dh, dh))
-        das[t - 1] = dh * dact[t - 1]           # h_t = act(a_t)
-        dh = das[t - 1] @ W                     # a_t = ... + W h_{t-1}: carry to h_{t-1}
-    # a_t = U x_t + W h_{t-1} + b: step t pairs da_t with x_t and h_{t-1}
-    pW = _outer_sum(das, hs[:-1])                                    # (T, H, H)
-    pU = _outer_sum(das, prep.xs_tm)                                 # (T, H, D)
-    pb = das.sum(axis=1) if b is not None else None                  # (T, H)
-    return LagPieces(pU, pW, pb, dh, dh_norm)    # dh: the full window (lag T - 1) reaches h_0
-
-
-def reverse_cumsum_inplace(a):
-    """a[t] <- sum_{s >= t} a[s] over axis 0, in place: one vector add per row (np.cumsum over
-    the leading axis of a 3-D array is several times slower). Returns a."""
-    for t in range(a.shape[0] - 2, -1, -1):
-        np.add(a[t], a[t + 1], out=a[t])
-    return a
-
-
-class LagStep(NamedTuple):
-    """The lag-j part of every loss term of a many-to-many problem at once."""
+class LagPiece(NamedTuple):
+    """The lag-j part of the gradient (every loss term's step t - j), from `lag_pieces`."""
 
     j: int
-    dh: np.ndarray        # (T - j, B, H) dh[s - 1] = dL_{s+j} / dh_s
-    da: np.ndarray        # (T - j, B, H) da[s - 1] = dL_{s+j} / da_s
-    U: np.ndarray         # (H, D) dU^(j) = sum_s da[s - 1] x_s^T
-    W: np.ndarray         # (H, H) dW^(j) = sum_s da[s - 1] h_{s-1}^T
-    b: Optional[np.ndarray]  # (H,)
-    h0: np.ndarray        # (B, H) dL_{j+1} / dh_0: loss term j + 1 reaches h_0 at lag j
+    grads: dict              # name -> array: the lag-j piece of each cell weight's gradient
+    h0: Optional[np.ndarray]  # (B, W) the lag-j piece of dL/ds_0, None when none reaches s_0
+    ds_prev: np.ndarray      # (n, B, W) the gradients carried past lag j: dL_t/ds_{t-j-1} for
+                             # the n loss terms t still going (a view, valid until the next lag)
 
 
-def lag_pieces_all(prep: Prepared, max_lag: int, pieces: bool = True):
-    """Many-to-many: yield a `LagStep` for j = 0..min(max_lag, T - 1), vectorised over t.
+def lag_pieces(prep: Prepared, max_lag: int) -> Iterator[LagPiece]:
+    """Yield the `LagPiece`s j = 0..min(max_lag, T - 1), through the cell seam.
 
-    pieces=False skips the per-lag parameter pieces (U, W, b are None): for callers that add
-    up `da` over the lags and form the parameter gradient once.
+    Many-to-one: step T - j of one full backward pass (`cell.back` one step at a time; n = 1).
+    Many-to-many: lag j of every loss term at once (`bptt.window_lags`; n = T - j).
     """
-    W, b = prep.params.W, prep.params.b
-    hs, dact = prep.fwd
-    T, H = dact.shape[0], W.shape[0]
-    dh = prep.dh_loss                            # lag 0: dL_t/dh_t through o_t alone
-    for j in range(min(max_lag, T - 1) + 1):
-        n = T - j                                # steps s = 1..n receive a lag-j piece
-        da = dh * dact[:n]                       # h_s = act(a_s)
-        pU = pW = pb = None
-        if pieces:
-            flat = da.reshape(-1, H)             # (n B, H)
-            pW = flat.T @ hs[:n].reshape(-1, H)  # a_s = ... + W h_{s-1}: sum_s da_s h_{s-1}^T
-            pU = flat.T @ prep.xs_tm[:n].reshape(-1, prep.xs_tm.shape[-1])   # sum_s da_s x_s^T
-            pb = flat.sum(axis=0) if b is not None else None
-        carry = da @ W                           # carry every term one step back, to h_{s-1}
-        yield LagStep(j, dh, da, pU, pW, pb, carry[0])
-        dh = carry[1:]                           # h_0 is not a step: carry[0] went to dh0
+    cell, params, fwd = prep.cell, prep.params, prep.fwd
+    w = weights_of(params)
+    T = prep.T
+    L = min(int(max_lag), T - 1) + 1
+    if prep.spec.output == "all":
+        for j, (dp, dr, ds_prev) in enumerate(window_lags(cell, w, fwd, prep.side.ds_loss, L - 1)):
+            piece = assemble_grads(params, cell, prep.xs_tm, fwd, dp, dr, 0, T - j)
+            yield LagPiece(j, piece.arrays(), ds_prev[0], ds_prev)   # term j + 1 reaches s_0
+        return
+    ds = prep.side.ds_loss                        # (1, B, W) dL/ds_T through o_T
+    for j in range(L):
+        t = T - j
+        dp, dr, ds = cell.back(w, fwd.cache, fwd.states, t - 1, t, ds)   # back through step t
+        piece = assemble_grads(params, cell, prep.xs_tm, fwd, dp, dr, t - 1, t)
+        yield LagPiece(j, piece.arrays(), ds[0] if t == 1 else None, ds)
 
 
 class _Stats(NamedTuple):
@@ -248,42 +197,47 @@ def _overall(stats: list) -> Curve:
 
 
 def window_stacks(prep: Prepared, ks: np.ndarray):
-    """The Window(k) gradients of U, W, b, h_0 for every k in ks, each (K, ...).
+    """The Window(k) gradients of the cell's weights and of s_0 ("h0", (K, B, W)) for every k in
+    ks, each (K, ...).
 
-    Returns (stacks, totals): many-to-one also gives the full gradients of U, W, b, h_0 (the sum
-    over every lag); many-to-many gives None (the lag loop stops at max(ks)).
+    Returns (stacks, totals): many-to-one also gives the full gradients (the sum over every
+    lag); many-to-many gives None (the lag loop stops at max(ks)).
     """
-    T = prep.fwd.cache.shape[0]
+    T = prep.T
     kk = np.minimum(ks, T - 1)                    # Window(k >= T - 1) is full BPTT
     if prep.spec.output == "last":
-        pieces = lag_pieces_last(prep)
-        # Window(k) = the steps t >= T - k: a cumulative sum from the end, read at T - 1 - k
-        cum = {n: reverse_cumsum_inplace(getattr(pieces, n)) for n in ("U", "W", "b")
-               if getattr(pieces, n) is not None}
+        cum, ds0 = None, None
+        for piece in lag_pieces(prep, T - 1):
+            if cum is None:
+                cum = {n: np.empty((T,) + a.shape) for n, a in piece.grads.items()}
+            for n, a in piece.grads.items():      # Window(j) = Window(j - 1) + the lag-j piece
+                if piece.j == 0:
+                    cum[n][0] = a
+                else:
+                    np.add(cum[n][piece.j - 1], a, out=cum[n][piece.j])
+            if piece.h0 is not None:
+                ds0 = piece.h0
         every = len(kk) == T and np.array_equal(kk, np.arange(T))      # no copy for the default
-        stacks = {n: c[::-1] if every else c[T - 1 - kk] for n, c in cum.items()}
-        totals = {n: c[0] for n, c in cum.items()}
-        # h_0: zero below the full window, the whole dL/dh_0 from k = T - 1 on
-        stacks["h0"] = np.zeros((len(kk),) + pieces.dh0.shape)
-        stacks["h0"][kk >= T - 1] = pieces.dh0
-        totals["h0"] = pieces.dh0
+        stacks = {n: c if every else c[kk] for n, c in cum.items()}
+        totals = {n: c[T - 1] for n, c in cum.items()}
+        # s_0: zero below the full window, the whole dL/ds_0 from k = T - 1 on
+        stacks["h0"] = np.zeros((len(kk),) + ds0.shape)
+        stacks["h0"][kk >= T - 1] = ds0
+        totals["h0"] = ds0
         return stacks, totals
-    params = prep.params
-    B, H = prep.fwd.states.shape[1:]
-    order = np.argsort(kk, kind="stable")
-    out = {"U": np.empty((len(kk),) + params.U.shape), "W": np.empty((len(kk),) + params.W.shape),
-           "h0": np.empty((len(kk), B, H))}
-    if params.b is not None:
-        out["b"] = np.empty((len(kk), H))
-    acc = {n: np.zeros(a.shape[1:]) for n, a in out.items()}
+    order = np.argsort(kk, kind="stable").tolist()
+    wanted = kk[order].tolist()                   # the lags to keep, ascending
+    out = acc = None
     pos = 0
-    for step in lag_pieces_all(prep, int(kk.max())):
-        acc["U"] += step.U
-        acc["W"] += step.W
-        acc["h0"] += step.h0
-        if step.b is not None:
-            acc["b"] += step.b
-        while pos < len(kk) and kk[order[pos]] == step.j:
+    for piece in lag_pieces(prep, wanted[-1]):
+        parts = piece.grads
+        parts["h0"] = piece.h0
+        if acc is None:
+            acc = {n: np.zeros(a.shape) for n, a in parts.items()}
+            out = {n: np.empty((len(kk),) + a.shape) for n, a in parts.items()}
+        for n, a in parts.items():
+            acc[n] += a                           # Window(j) = Window(j - 1) + the lag-j piece
+        while pos < len(wanted) and wanted[pos] == piece.j:
             for n in out:
                 out[n][order[pos]] = acc[n]
             pos += 1
@@ -294,12 +248,13 @@ def truncation_sweep(params, xs, ys, spec, ks=None, h0=None, keep_grads: bool = 
                      ) -> TruncationSweep:
     """The `Window(k)` gradient for every k in `ks` (default 0..T-1), against full BPTT.
 
-    params: `Params`; xs: (B, T, D); ys as for `loss_and_grads`; spec: a `Spec` whose
-    `truncation` is ignored (the sweep is over Window(k)); ks: window lengths k >= 0
-    (k >= T - 1 is full BPTT); h0: (B, H) or None.
-    keep_grads: return the K gradients themselves (K * (H D + H H + ...) floats).
-    Cost: many-to-one about one full gradient for all k; many-to-many one (T B, H) x (H, H)
-    product per lag up to max(ks).
+    params, xs, ys, h0: as for `hg.loss_and_grads` (any cell, head or not, any loss and
+    reduction): `Params` or `GatedParams`; xs (B, T, D); h0 (B, H), the LSTM's pair (h_0, c_0),
+    or None. spec: a `Spec` whose `truncation` is ignored (the sweep is over Window(k)); ks:
+    window lengths k >= 0 (k >= T - 1 is full BPTT).
+    keep_grads: return the K gradients themselves (K times the parameter count, in floats).
+    Cost: many-to-one about one full gradient for all k (plus filling the K stacks);
+    many-to-many one backward step of the whole sequence per lag up to max(ks).
     """
     return sweep_prepared(prepare(params, xs, ys, spec, h0), ks, keep_grads)
 
@@ -307,36 +262,37 @@ def truncation_sweep(params, xs, ys, spec, ks=None, h0=None, keep_grads: bool = 
 def sweep_prepared(prep: Prepared, ks=None, keep_grads: bool = True) -> TruncationSweep:
     """`truncation_sweep` on a problem already through `prepare` (shared by the study)."""
     prep = prep._replace(spec=Spec(**{**prep.spec.__dict__, "truncation": None}))
-    T = prep.fwd.cache.shape[0]
+    T = prep.T
     ks = check_ks(ks, T)
     stacks, totals = window_stacks(prep, ks)
+    fields = type(prep.params)._fields
     if totals is None:
-        full, full_dh0, _ = backward(prep.params, prep.xs_tm, prep.fwd, prep.dos, prep.spec)
+        full, full_ds0, _ = backward(prep.params, prep.xs_tm, prep.fwd, prep.dos, prep.spec)
     else:
         # many-to-one: the full gradient is the sum over every lag
-        dV, dc = output_layer_grads(prep)
-        full = Params(totals["U"], totals["W"], dV, totals.get("b"), dc)
-        full_dh0 = totals["h0"]
+        whole = {**totals, "V": prep.side.dV, "c": prep.side.dc}
+        full = type(prep.params)(*(whole.get(n) for n in fields))
+        full_ds0 = totals["h0"]
     K = len(ks)
-    stacks["V"] = np.broadcast_to(full.V, (K,) + full.V.shape)       # never truncated
-    if full.c is not None:
-        stacks["c"] = np.broadcast_to(full.c, (K,) + full.c.shape)
+    for name in ("V", "c"):                                          # never truncated
+        if getattr(full, name) is not None:
+            stacks[name] = np.broadcast_to(getattr(full, name), (K,) + getattr(full, name).shape)
     stats, per_param = {}, {}
-    for name in (*PARAM_NAMES, "h0"):
+    for name in (*fields, "h0"):
         if name not in stacks:
             continue
-        ref = full_dh0 if name == "h0" else getattr(full, name)
+        ref = full_ds0 if name == "h0" else getattr(full, name)
         if name == "h0" and totals is not None:
-            # many-to-one: dh0 is 0 below the full window and exact from it on; no pass needed
+            # many-to-one: ds0 is 0 below the full window and exact from it on; no pass needed
             per_param[name] = _all_or_nothing(np.minimum(ks, T - 1) >= T - 1, bool(np.any(ref)))
             continue
         stats[name] = _stats(stacks[name], ref)
         per_param[name] = _curve(stats[name])
-    overall = _overall([stats[n] for n in PARAM_NAMES if n in stats])
+    overall = _overall([stats[n] for n in fields if n in stats])
     grads = dh0 = None
     if keep_grads:
-        real = {n: a if n in ("U", "W", "b") else np.array(a) for n, a in stacks.items()}
-        grads = Params(*(real.get(n) for n in PARAM_NAMES))  # V, c: broadcast views made real
-        dh0 = stacks["h0"]
+        real = {n: np.array(a) if n in ("V", "c") else a for n, a in stacks.items()}
+        grads = type(prep.params)(*(real.get(n) for n in fields))    # V, c: broadcasts made real
+        dh0 = state_gradient(stacks["h0"], prep.spec)
     return TruncationSweep(ks, overall.rel_error, overall.cosine, overall.l2_error, per_param,
-                           grads, dh0, full, full_dh0, prep.loss)
+                           grads, dh0, full, state_gradient(full_ds0, prep.spec), prep.loss)
