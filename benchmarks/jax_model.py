@@ -12,6 +12,7 @@ Window(k) truncation:
 from __future__ import annotations
 
 import handgrad as hg
+from handgrad.params import GatedParams
 
 
 def _jax():
@@ -118,3 +119,71 @@ def call_blocking(fn, args):
     out = fn(*args)
     _jax().block_until_ready(out)
     return out
+
+
+def make_gated_value_and_grad(spec: hg.Spec):
+    """A jitted `f(params, xs, ys, h0) -> (loss, grads: GatedParams)` for the GRU (reset after,
+    PyTorch's) or the LSTM, full BPTT: the input side of every gate for all steps in one product,
+    the recurrence one `lax.scan`.
+
+    params: `GatedParams` of jax arrays (W_ih (G H, D), W_hh (G H, H), b_ih, b_hh (G H,),
+    V (O, H), c (O,)); xs (B, T, D); ys (B, O) | (B, T, O); h0 (B, H) (c_0 = 0 for the LSTM).
+    """
+    jax = _jax()
+    jnp, lax = jax.numpy, jax.lax
+    if spec.truncation is not None or spec.cell not in ("gru", "lstm") or spec.gru_reset != "after":
+        raise ValueError("the gated JAX benchmark model is full BPTT for the GRU (reset after) "
+                         f"and the LSTM, got {spec!r}")
+    loss_of = _loss_fn(spec)
+    sig = jax.nn.sigmoid
+
+    def gru_step(W_hh, b_hh):
+        def step(h, p):                               # p: W_ih x_t + b_ih, (B, 3H)
+            H = h.shape[-1]
+            rec = h @ W_hh.T + b_hh
+            r = sig(p[:, :H] + rec[:, :H])
+            z = sig(p[:, H:2 * H] + rec[:, H:2 * H])
+            n = jnp.tanh(p[:, 2 * H:] + r * rec[:, 2 * H:])
+            h = (1 - z) * n + z * h
+            return h, h
+        return step
+
+    def lstm_step(W_hh, b_hh):
+        def step(carry, p):                           # p: W_ih x_t + b_ih, (B, 4H)
+            h, c = carry
+            H = h.shape[-1]
+            a = p + h @ W_hh.T + b_hh
+            i, f = sig(a[:, :H]), sig(a[:, H:2 * H])
+            g, o = jnp.tanh(a[:, 2 * H:3 * H]), sig(a[:, 3 * H:])
+            c = f * c + i * g
+            h = o * jnp.tanh(c)
+            return (h, c), h
+        return step
+
+    def loss(params, xs, ys, h0):
+        W_ih, W_hh, b_ih, b_hh, V, c = params
+        p = jnp.swapaxes(xs, 0, 1) @ W_ih.T                              # (T, B, G H)
+        if b_ih is not None:
+            p = p + b_ih
+        bh = 0.0 if b_hh is None else b_hh
+        if spec.cell == "gru":
+            _, hs = lax.scan(gru_step(W_hh, bh), h0, p)
+        else:
+            _, hs = lax.scan(lstm_step(W_hh, bh), (h0, jnp.zeros_like(h0)), p)
+        if spec.output == "all":
+            hs_out, ys_tm = hs, jnp.swapaxes(ys, 0, 1)
+        else:
+            hs_out, ys_tm = hs[-1:], ys[None]
+        os = hs_out @ V.T
+        if c is not None:
+            os = os + c
+        return loss_of(os, ys_tm)
+
+    return jax.jit(jax.value_and_grad(loss))
+
+
+def gated_to_device(problem, h0):
+    """A gated problem's arrays as jax arrays."""
+    jnp = _jax().numpy
+    params = GatedParams(*(None if a is None else jnp.asarray(a) for a in problem.params))
+    return params, jnp.asarray(problem.xs), jnp.asarray(problem.ys), jnp.asarray(h0)

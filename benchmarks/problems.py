@@ -15,6 +15,8 @@ TUTORIAL_SPEC = hg.Spec(activation="sigmoid", bias=False, output="last", loss="h
 LARGE_SPEC = hg.Spec(activation="tanh", bias=True, output="all", loss="half_squared",
                      reduction="sum", truncation=None)
 TINY_SPEC = LARGE_SPEC
+MID_SPEC = hg.Spec(activation="sigmoid", bias=True, output="last", loss="half_squared",
+                   reduction="sum", truncation=None)
 
 SINE_POINTS = 200     # the tutorial's data: sin(n) for n = 0..199
 WINDOW = 50           # 50 values predict the 51st
@@ -41,7 +43,15 @@ class Problem(NamedTuple):
 TUTORIAL = Size("tutorial", 1, WINDOW, WINDOW, 100, 1, TUTORIAL_SPEC, True)
 TINY = Size("tiny", 1, 8, 3, 4, 2, TINY_SPEC, False)
 LARGE = Size("large", 64, 200, 16, 256, 16, LARGE_SPEC, False)
+MID = Size("B=100", 100, WINDOW, WINDOW, 100, 1, MID_SPEC, False)         # many-to-one
 LARGE_QUICK = Size("large-quick", 8, 20, 16, 32, 4, LARGE_SPEC, False)   # --quick stand-in
+
+
+def gated(size: Size, cell: str) -> Size:
+    """`size` with the GRU or LSTM cell (biases on, PyTorch's convention)."""
+    spec = hg.Spec(cell=cell, bias=True, output=size.spec.output, loss=size.spec.loss,
+                   reduction=size.spec.reduction, truncation=None)
+    return size._replace(name=f"{cell} {size.name}", spec=spec)
 
 
 def sine_windows():

@@ -30,8 +30,9 @@ LOOP_REPEATS = 3         # the same for the tutorial-style loop (slow)
 WARMUP = 2               # untimed calls first (JIT compilation, caches)
 LOOP_MAX_RECORDS = 8     # the loop runs on at most this many records; its time is scaled to B
 TRUNCATIONS = (None, hg.Window(5))
-TRAIN_EPOCHS = 25        # the tutorial's training: 25 epochs of 100 windows, one at a time,
-TRAIN_WINDOWS = 100      # lr 1e-4, every gradient element clipped to [-10, 10]
+TRAIN_EPOCHS = (1, 4)    # --faithful training, per epoch: timed at 1 and 4 epochs (fixed costs
+TRAIN_WINDOWS = 100      # cancel); the tutorial's 100 windows, one at a time, lr 1e-4, every
+                         # gradient element clipped to [-10, 10]
 TRAIN_LR = 1e-4
 TRAIN_CLIP = 10.0
 TRAIN_REPEATS = 3
@@ -41,10 +42,28 @@ TEST_TIMEOUT = 1800.0
 SWEEP_LARGE = problems.LARGE._replace(name="large many-to-one",
                                       spec=problems.LARGE.spec.__class__(
                                           activation="tanh", bias=True, output="last"))
+# issue 14 (Elman) and issue 11 (gated cells): (size, truncation) -> {"jax" | "torch": bound}
+GRADIENT_TARGETS = {
+    ("tutorial", "full"): {"jax": 1.0}, ("tutorial", "Window(5)"): {"jax": 1.0},
+    ("B=100", "full"): {"jax": 0.8},
+    ("large", "full"): {"jax": 0.5}, ("large", "Window(5)"): {"jax": 0.3},
+    ("gru large", "full"): {"jax": 1.0, "torch": 1.5},
+    ("lstm large", "full"): {"jax": 1.0, "torch": 1.5},
+}
+# memory=...: checkpointed full BPTT at T = 1000 (the large size) and T = 100,000 (smaller B, H)
+CHECKPOINT_SIZES = (problems.LARGE._replace(name="large T=1000", T=1000),
+                    problems.Size("T=100000", 4, 100_000, 4, 128, 4, problems.LARGE_SPEC, False))
 QUICK_XLA_FLAGS = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 SECTIONS = ("gradient", "matmul", "training", "sweep", "oracle", "memory", "tests")
 DEFAULT_SECTIONS = SECTIONS[:-1]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def quick_targets() -> dict:
+    """GRADIENT_TARGETS on the --quick stand-in sizes (a smoke test of the target rows)."""
+    name = problems.LARGE_QUICK.name
+    return {(k[0].replace("large", name), k[1]): v for k, v in GRADIENT_TARGETS.items()
+            if "large" in k[0]}
 
 
 def settings(quick: bool) -> sections.Settings:
@@ -53,17 +72,24 @@ def settings(quick: bool) -> sections.Settings:
         return sections.Settings(
             quick=True, seed=SEED, repeats=1, loop_repeats=1, warmup=1, loop_max_records=2,
             sizes=(problems.LARGE_QUICK,),
-            truncations=TRUNCATIONS, target_sizes=("tutorial", problems.LARGE_QUICK.name),
-            large=problems.LARGE_QUICK, train_epochs=1, train_windows=5, train_lr=TRAIN_LR,
+            truncations=TRUNCATIONS,
+            gated_sizes=tuple(problems.gated(problems.LARGE_QUICK, c) for c in ("gru", "lstm")),
+            gradient_targets=quick_targets(),
+            large=problems.LARGE_QUICK, train_epochs=(1, 2), train_windows=5, train_lr=TRAIN_LR,
             train_clip=TRAIN_CLIP, train_repeats=1, sweep_sizes=(problems.TUTORIAL,),
+            checkpoint_sizes=(problems.LARGE_QUICK._replace(T=200),), checkpoint_repeats=1,
             check_examples=3, test_profiles=("dev",), test_timeout=TEST_TIMEOUT)
     return sections.Settings(
         quick=False, seed=SEED, repeats=REPEATS, loop_repeats=LOOP_REPEATS, warmup=WARMUP,
         loop_max_records=LOOP_MAX_RECORDS,
-        sizes=(problems.TINY, problems.TUTORIAL, problems.LARGE), truncations=TRUNCATIONS,
-        target_sizes=("tutorial", "large"), large=problems.LARGE, train_epochs=TRAIN_EPOCHS,
+        sizes=(problems.TINY, problems.TUTORIAL, problems.MID, problems.LARGE),
+        truncations=TRUNCATIONS,
+        gated_sizes=tuple(problems.gated(size, cell) for cell in ("gru", "lstm")
+                          for size in (problems.TUTORIAL, problems.LARGE)),
+        gradient_targets=GRADIENT_TARGETS, large=problems.LARGE, train_epochs=TRAIN_EPOCHS,
         train_windows=TRAIN_WINDOWS, train_lr=TRAIN_LR, train_clip=TRAIN_CLIP,
         train_repeats=TRAIN_REPEATS, sweep_sizes=(problems.TUTORIAL, SWEEP_LARGE),
+        checkpoint_sizes=CHECKPOINT_SIZES, checkpoint_repeats=3,
         check_examples=CHECK_EXAMPLES, test_profiles=TEST_PROFILES, test_timeout=TEST_TIMEOUT)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple, Optional
 
 import handgrad as hg
+from handgrad.params import GatedParams
 
 
 class TorchModel(NamedTuple):
@@ -110,3 +111,48 @@ def make_value_and_grad(spec: hg.Spec, problem) -> TorchModel:
         return loss.item(), grads
 
     return TorchModel(value_and_grad, note)
+
+
+def make_gated_value_and_grad(spec: hg.Spec, problem) -> TorchModel:
+    """`nn.GRU` / `nn.LSTM` + `nn.Linear`, float64, full BPTT, h_0 = c_0 = 0: a closure
+    computing the loss and every gradient of `problem` as `GatedParams`."""
+    import torch
+
+    if spec.loss == "cross_entropy" or spec.truncation is not None or spec.gru_reset != "after":
+        return TorchModel(None, "only squared losses, full BPTT, GRU reset after")
+    B, T, D = problem.xs.shape
+    f64 = torch.float64
+    xs = torch.from_numpy(problem.xs)
+    ys = torch.from_numpy(problem.ys)
+    W_ih, W_hh, b_ih, b_hh, V, c = problem.params
+    H = W_hh.shape[1]
+    kind = torch.nn.GRU if spec.cell == "gru" else torch.nn.LSTM
+    rnn = kind(D, H, bias=spec.bias, batch_first=True, dtype=f64)
+    lin = torch.nn.Linear(H, V.shape[0], bias=spec.bias, dtype=f64)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(W_ih))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(W_hh))
+        lin.weight.copy_(torch.from_numpy(V))
+        if spec.bias:
+            rnn.bias_ih_l0.copy_(torch.from_numpy(b_ih))
+            rnn.bias_hh_l0.copy_(torch.from_numpy(b_hh))
+            lin.bias.copy_(torch.from_numpy(c))
+    weights = (rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0 if spec.bias else None,
+               rnn.bias_hh_l0 if spec.bias else None, lin.weight, lin.bias if spec.bias else None)
+    scale = 0.5 if spec.loss == "half_squared" else 1.0
+
+    def value_and_grad():
+        for w in weights:
+            if w is not None:
+                w.grad = None
+        out, _ = rnn(xs)                                   # (B, T, H)
+        hs = out if spec.output == "all" else out[:, -1]
+        err = lin(hs) - ys
+        loss = scale * (err * err).sum()
+        if spec.reduction == "mean":
+            loss = loss / err.numel()
+        loss.backward()
+        grads = GatedParams(*(None if w is None else w.grad.numpy() for w in weights))
+        return loss.item(), grads
+
+    return TorchModel(value_and_grad, f"nn.{kind.__name__} + nn.Linear")

@@ -45,15 +45,15 @@ def _mutant_segments(truncation, T, output):   # MUTANT: each sweep reaches one 
 
 _LOSS_ONLY_DXS = '''
 
-def _mutant_dP_loss_only(cell, w, fwd, ds_loss, spec):   # MUTANT: each step's own loss term only
-    T = fwd.states.shape[0] - 1
+def _mutant_dP_loss_only(cell, w, fwd, loss, spec):   # MUTANT: each step's own loss term only
+    T, B, S = fwd.states.shape[0] - 1, fwd.states.shape[1], fwd.states.shape[2]
     first = 1 if spec.output == "all" else T
-    dP = None
+    dP = np.zeros((T, B, w.W_in.shape[0]))
+    dR = np.empty((1, B, w.W_in.shape[0])) if cell.own_dR else None
     for t in range(first, T + 1):
-        dp, _, _ = cell.back(w, fwd.cache, fwd.states, t - 1, t, ds_loss[t - first][None])
-        if dP is None:
-            dP = np.zeros((T,) + dp.shape[1:])
-        dP[t - 1] = dp[0]
+        ds = np.zeros((1, B, S))
+        loss.add_into(ds[0], t)
+        cell.back_into(w, fwd.cache, fwd.states, t - 1, t, ds, dP[t - 1:t], None, dR)
     return dP
 '''
 
@@ -65,11 +65,12 @@ MUTANTS = {
     "carried gradient dropped": Mutant(
         "handgrad.bptt", "dL/ds_t takes only the loss term at t, not the gradient carried back "
         "from step t + 1 (sweep path)",
-        (("ds = ds + ds_loss[t - first_loss_step]", "ds = 0 * ds + ds_loss[t - first_loss_step]"),),
+        (("loss.add_into(ds, t)", "ds[...] = 0.0; loss.add_into(ds, t)"),),
         ELMAN),
     "Window(k) off by one": Mutant(
         "handgrad.bptt", "the many-to-many Window(k) path backpropagates k - 1 transitions "
-        "instead of k", (("for i in range(k + 1):", "for i in range(k):"),), ELMAN),
+        "instead of k", (("for i in range(0, k + 1):", "for i in range(0, k):"),
+         ("for i in range(k + 1):", "for i in range(k):")), ELMAN),
     "TBPTT(k1, k2) off by one": Mutant(
         "handgrad.bptt", "every truncated sweep reaches k2 + 1 steps back instead of k2",
         (("sweeps = segments(spec.truncation, T, spec.output)",
@@ -84,13 +85,13 @@ MUTANTS = {
         (("range(seg.last, seg.cut, -1)", "range(seg.last, seg.cut + 1, -1)"),), ELMAN),
     "dh0 overwritten": Mutant(
         "handgrad.bptt", "dh0 keeps only the last sweep that reaches h_0 instead of their sum",
-        (("ds0 += ds[0]", "ds0 = 1 * ds[0]"),), ELMAN),
+        (("ds0 += ds ", "ds0 = 1 * ds "),), ELMAN),
     "dxs misses the carried gradient": Mutant(
         "handgrad.bptt", "dx_t = W_in^T dL/dP_t from step t's own loss term only, without the "
         "gradient carried back from later steps",
-        (("dxs_tm = (dP.reshape(T * B, -1) @ w.W_in)",
-          "dxs_tm = (_mutant_dP_loss_only(cell, w, fwd, ds_loss, spec).reshape(T * B, -1) "
-          "@ w.W_in)"), (APPEND, _LOSS_ONLY_DXS)), ELMAN),
+        (("dxs_tm[lo:] = dP[lo:] @ w.W_in",
+          "dxs_tm[lo:] = _mutant_dP_loss_only(cell, w, fwd, loss, spec)[lo:] @ w.W_in"),
+         (APPEND, _LOSS_ONLY_DXS)), ELMAN),
     # --- the loss (handgrad/losses.py) ---------------------------------------------------------
     "batch_mean divided by B*T": Mutant(
         "handgrad.losses", "reduction='batch_mean' divides the gradient by B times the output "
@@ -102,14 +103,16 @@ MUTANTS = {
     "act' from the output formula": Mutant(
         "handgrad.cells.elman", "act'(a) by the output-based formula applied to a: a(1 - a) or "
         "1 - a^2", (("act_derivative(self.activation, P, out=P)",
-                     "(lambda act, a, out: a * (1 - a) if act == 'sigmoid' else 1 - a * a)"
+                     # the sigmoid's P holds -a_t here: a (1 - a) is (-P) (1 + P)
+                     "(lambda act, a, out: -a * (1 + a) if act == 'sigmoid' else 1 - a * a)"
                      "(self.activation, P, out=P)"),), ELMAN),
     "dW paired with h_t": Mutant(
         "handgrad.cells.elman", "dW sums da_t h_t^T instead of da_t h_{t-1}^T",
         (("outer_sum(dR, states[lo:-1])", "outer_sum(dR, states[lo + 1:])"),), ELMAN),
     "W transposed in the carry": Mutant(
         "handgrad.cells.elman", "dh_{t-1} = W da_t instead of W^T da_t",
-        (("return da, None, da @ w.W_rec", "return da, None, da @ w.W_rec.T"),), ELMAN),
+        (("matmul_into(dP, w.W_rec, ds_prev)", "matmul_into(dP, w.W_rec.T, ds_prev)"),
+         ("np.dot(dP, w.W_rec, ds_prev)", "np.dot(dP, w.W_rec.T, ds_prev)")), ELMAN),
     "relu'(0) = 1": Mutant(
         "handgrad.nonlin", "relu'(0) taken as 1 (PyTorch and JAX use 0)",
         (("positive = np.real(a) > 0", "positive = np.real(a) >= 0"),),
@@ -117,29 +120,35 @@ MUTANTS = {
     # --- the GRU (handgrad/cells/gru.py) -------------------------------------------------------
     "GRU: dz sign flipped": Mutant(
         "handgrad.cells.gru", "dL/dz = dh (n - h_prev) instead of dh (h_prev - n)",
-        (("dz = ds * (h_prev - n)", "dz = ds * (n - h_prev)"),), GRU_AFTER),
+        (("np.subtract(h_prev, n, out=dz)", "np.subtract(n, h_prev, out=dz)"),), GRU_AFTER),
     "GRU: direct path z * dh dropped": Mutant(
         "handgrad.cells.gru", "dh_{t-1} misses the direct term z_t * dh_t of h_t = ... + z h_{t-1}",
-        (("return dP, dR, ds * z + dR @ w.W_rec", "return dP, dR, dR @ w.W_rec"),), GRU_AFTER),
+        (("                np.multiply(ds, z, out=ds_prev)\n                ds_prev += rec\n"
+          "            return dP, dR, ds_prev",
+          "                ds_prev[...] = rec\n            return dP, dR, ds_prev"),), GRU_AFTER),
     "GRU: dr misses W_hn h + b_hn": Mutant(
         "handgrad.cells.gru", "dr = da_n instead of da_n * (W_hn h_{t-1} + b_hn) (reset after)",
-        (("dr = da_n * cache.inner[lo:hi]", "dr = da_n"),), GRU_AFTER),
+        (("np.multiply(da_n, cache.inner[lo:hi], out=dr)", "np.multiply(da_n, 1.0, out=dr)"),),
+        GRU_AFTER),
     "GRU: dW_hn misses r": Mutant(
         "handgrad.cells.gru", "the gradient into W_hn h_{t-1} + b_hn is not multiplied by r_t "
-        "(reset after)", (("[da_r, da_z, da_n * r]", "[da_r, da_z, da_n]"),), GRU_AFTER),
+        "(reset after)", (("np.multiply(da_n, r, out=dR[..., 2 * H:])", "np.multiply(da_n, 1.0, out=dR[..., 2 * H:])"),),
+        GRU_AFTER),
     "GRU: z's derivative from r's pre-activation": Mutant(
         "handgrad.cells.gru", "sigmoid'(a_r) used for the update gate z",
-        (("da_z = dz * d[..., H:2 * H]", "da_z = dz * d[..., :H]"),), GRU_AFTER),
+        (("np.multiply(dz, d[..., H:2 * H], out=da_z)", "np.multiply(dz, d[..., :H], out=da_z)"),),
+        GRU_AFTER),
     "GRU reset before: carry misses r": Mutant(
         "handgrad.cells.gru", "dh_{t-1} through W_hn (r * h_{t-1}) is not multiplied by r_t "
-        "(reset before)", (("ds * z + d_rh * r + dP", "ds * z + d_rh + dP"),), GRU_BEFORE),
+        "(reset before)", (("np.multiply(d_rh, r, out=tmp)", "np.multiply(d_rh, 1.0, out=tmp)"),), GRU_BEFORE),
     # --- the LSTM (handgrad/cells/lstm.py) -----------------------------------------------------
     "LSTM: cell-state path forgotten": Mutant(
         "handgrad.cells.lstm", "dc_{t-1} = 0: the gradient does not flow back through c_t = f c_{t-1}",
-        (("dc * f], axis=-1)", "0 * f], axis=-1)"),), LSTM),
+        (("np.multiply(dc_t, f, out=ds_prev[..., H:])", "np.multiply(0 * dc_t, f, out=ds_prev[..., H:])"),),
+        LSTM),
     "LSTM: tanh'(c) missing": Mutant(
         "handgrad.cells.lstm", "dc_t = dh_t o_t instead of dh_t o_t tanh'(c_t)",
-        (("dc = dc + dh * o * cache.dtanh_c[lo:hi]", "dc = dc + dh * o"),), LSTM),
+        (("dc_t *= cache.dtanh_c[lo:hi]", "dc_t *= 1.0"),), LSTM),
     "LSTM: df paired with c_t": Mutant(
         "handgrad.cells.lstm", "df = dc_t c_t instead of dc_t c_{t-1}",
         (("c_prev = states[lo:hi, ..., H:]", "c_prev = states[lo + 1:hi + 1, ..., H:]"),), LSTM),
@@ -149,10 +158,13 @@ MUTANTS = {
           'act_derivative("tanh", P[..., 3 * H:], out=P[..., 3 * H:])'),), LSTM),
     "LSTM: i and f swapped": Mutant(
         "handgrad.cells.lstm", "the input and forget gates' gradients land in each other's blocks",
-        (("dA = np.concatenate([dc * gg * d[..., :H],         # c = f c_prev + i g: i = sigmoid(a_i)\n"
-          "                             dc * c_prev * d[..., H:2 * H],  # f = sigmoid(a_f)",
-          "dA = np.concatenate([dc * c_prev * d[..., H:2 * H],\n"
-          "                             dc * gg * d[..., :H],"),), LSTM),
+        (("np.multiply(tmp, d[..., :H], out=dP[..., :H])      # i = sigmoid(a_i)\n"
+          "        np.multiply(dc_t, c_prev, out=tmp)\n"
+          "        np.multiply(tmp, d[..., H:2 * H], out=dP[..., H:2 * H])  # f = sigmoid(a_f)",
+          "gate_i = tmp * d[..., :H]\n"
+          "        np.multiply(dc_t, c_prev, out=tmp)\n"
+          "        np.multiply(tmp, d[..., H:2 * H], out=dP[..., :H])\n"
+          "        dP[..., H:2 * H] = gate_i"),), LSTM),
 }
 
 

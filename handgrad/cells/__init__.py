@@ -13,14 +13,24 @@ the research tools are written once, in `handgrad.bptt` and beyond:
   projections P (T, B, G H) (overwritten) and the initial state s0 (B, S). Returns the states
   (T + 1, B, S) (s_0 .. s_T) and a cache for `back` (None when `derivative` is False: prediction
   and numerical differentiation, which also pass complex arrays).
-- `back(w, cache, states, lo, hi, ds)`: the backward step of steps lo + 1 .. hi at once (any n =
-  hi - lo steps side by side: one step in a sweep, or every sweep of a `Window(k)` at one lag).
-  ds (n, B, S) is dL/ds_t. Returns dP (n, B, G H) (= dL/dP_t, the gradient of the gates'
-  pre-activations through their input side), dR (n, B, G H) or None when it equals dP (the
-  gradient of the recurrent product's output; it differs from dP only in the GRU's reset-after
-  candidate block), and ds_prev (n, B, S) = dL/ds_{t-1} along this step.
+- `back_into(w, cache, states, lo, hi, ds, dP, ds_prev=None, dR=None)`: the backward step of steps
+  lo + 1 .. hi at once (any n = hi - lo steps side by side: one step in a sweep, or a block of
+  the sweeps of a `Window(k)` at one lag). ds (n, B, S) is dL/ds_t. Writes dL/dP_t (the gradient
+  of the gates' pre-activations through their input side) into dP (n, B, G H), which may be the
+  cache's own `dP_slot` (a backward that visits each step once consumes the cache); dL/ds_{t-1}
+  along this step into ds_prev (n, B, S), which may be ds itself, or skips that product when
+  ds_prev is None (a cut, or h_0 not asked for); and, for a cell with `own_dR`, the gradient of
+  the recurrent product's output into dR (n, B, G H) (it differs from dP only in the GRU's
+  reset-after candidate block). Every output is written, never accumulated.
+- `back(w, cache, states, lo, hi, ds)`: `back_into` new arrays, returned as (dP, dR or None,
+  ds_prev) (for code that does not keep buffers: handgrad.research).
+- `step_back(w, cache, states, t, ds, dP, ds_prev=None, dR=None)`: `back_into` of the one step t on
+  (B, S) and (B, G H) arrays (a sweep's inner loop: at B = 1 the cost of a step is its calls).
 - `recurrent_grads(w, cache, states, dR, lo)`: dW_rec and db_rec summed over steps lo + 1 .. T,
-  each a single matrix product over time (dR (T - lo, B, G H), summed over the sweeps).
+  each a single matrix product over time (dR (T - lo, B, G H), summed over the sweeps; dP when
+  the cell has no `own_dR`).
+- `dP_slot(cache, lo, hi)`: the part of the cache that the backward step of steps lo + 1 .. hi
+  may overwrite with dP (n, B, G H), once it has read it.
 
 The input side is the same for every cell and is done by `bptt`: dW_in = sum_t dP_t x_t^T,
 db_in = sum_t dP_t, dx_t = W_in^T dP_t.
@@ -77,3 +87,14 @@ def outer_sum(dX, X) -> np.ndarray:
     if a.shape[0] == 1:                  # one row (one step of one sample): the outer product,
         return a[0, :, None] * b[0, None, :]   # the same numbers without a BLAS call's overhead
     return a.T @ b
+
+
+def matmul_into(a, b, out):
+    """out = a @ b for a (..., K), b (K, N), out (..., N): one BLAS product over every leading
+    axis (np.dot on 2-D views; a non-contiguous `out` gets the product copied in)."""
+    a2 = a if a.ndim == 2 else a.reshape(-1, a.shape[-1])
+    if out.flags.c_contiguous:
+        np.dot(a2, b, out=out.reshape(-1, out.shape[-1]))
+    else:
+        out[...] = (a2 @ b).reshape(out.shape)
+    return out

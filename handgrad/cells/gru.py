@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nonlin import act_derivative, act_function
-from . import outer_sum
+from . import matmul_into, outer_sum
 
 
 class Cache(NamedTuple):
@@ -35,6 +35,15 @@ class GRU:
 
     def __init__(self, reset: str = "after"):
         self.reset = reset
+        self.own_dR = reset == "after"     # dL/dR_t's candidate block is da_n * r_t, not da_n
+        self._buffers = {}
+
+    def _scratch(self, key: str, shape):
+        """A work array of `shape`, reused by the calls of one gradient (one GRU object)."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[key] = np.empty(shape)
+        return buf
 
     @staticmethod
     def width(H: int) -> int:
@@ -56,55 +65,97 @@ class GRU:
         inner = np.empty((T, B, H), P.dtype)
         keep = np.empty((T, B, H), P.dtype)
         after = self.reset == "after"
-        W_rz, W_n = w.W_rec[:2 * H], w.W_rec[2 * H:]
-        b_rz = None if w.b_rec is None else w.b_rec[:2 * H]
+        W_n = w.W_rec[2 * H:]
+        WT = np.ascontiguousarray((w.W_rec if after else w.W_rec[:2 * H]).T)   # (H, 3H | 2H)
+        b_h = None if w.b_rec is None else (w.b_rec if after else w.b_rec[:2 * H])
         b_n = None if w.b_rec is None else w.b_rec[2 * H:]
+        rec = np.empty((B, WT.shape[1]), P.dtype)
+        tmp = np.empty((B, H), P.dtype)
+        dot, add, multiply = np.dot, np.add, np.multiply
         with np.errstate(over="ignore"):
             for t in range(T):
                 h_prev, a, g = hs[t], P[t], gates[t]
-                rec = h_prev @ (w.W_rec if after else W_rz).T        # W_h h_{t-1} (+ b_h)
-                if w.b_rec is not None:
-                    rec += w.b_rec if after else b_rz
-                a[:, :2 * H] += rec[:, :2 * H]                     # a_r, a_z
-                sig(a[:, :2 * H], out=g[:, :2 * H])                # r_t, z_t
+                dot(h_prev, WT, out=rec)                           # W_h h_{t-1} (+ b_h)
+                if b_h is not None:
+                    add(rec, b_h, out=rec)
+                a_rz, a_n = a[:, :2 * H], a[:, 2 * H:]
+                add(a_rz, rec[:, :2 * H], out=a_rz)                # a_r, a_z
+                sig(a_rz, out=g[:, :2 * H])                        # r_t, z_t
                 r, z = g[:, :H], g[:, H:2 * H]
-                sig(-a[:, H:2 * H], out=keep[t])                   # 1 - z_t, without cancelling
+                np.negative(a[:, H:2 * H], out=keep[t])
+                sig(keep[t], out=keep[t])                          # 1 - z_t, without cancelling
                 if after:
                     inner[t] = rec[:, 2 * H:]                      # W_hn h_{t-1} + b_hn
-                    a[:, 2 * H:] += r * inner[t]                   # a_n = ... + r * (...)
+                    multiply(r, inner[t], out=tmp)
+                    add(a_n, tmp, out=a_n)                         # a_n = ... + r * (...)
                 else:
-                    np.multiply(r, h_prev, out=inner[t])           # r_t * h_{t-1}
-                    a[:, 2 * H:] += inner[t] @ W_n.T               # a_n = ... + W_hn (r h)
+                    multiply(r, h_prev, out=inner[t])              # r_t * h_{t-1}
+                    dot(inner[t], W_n.T, out=tmp)
+                    add(a_n, tmp, out=a_n)                         # a_n = ... + W_hn (r h)
                     if b_n is not None:
-                        a[:, 2 * H:] += b_n
-                n = tanh(a[:, 2 * H:], out=g[:, 2 * H:])           # n_t
-                hs[t + 1] = keep[t] * n + z * h_prev               # h_t = (1 - z) n + z h_{t-1}
+                        add(a_n, b_n, out=a_n)
+                n = tanh(a_n, out=g[:, 2 * H:])                    # n_t
+                h = hs[t + 1]
+                multiply(keep[t], n, out=h)                        # h_t = (1 - z) n + z h_{t-1}
+                multiply(z, h_prev, out=tmp)
+                add(h, tmp, out=h)
         if not derivative:
             return hs, None
         act_derivative("sigmoid", P[..., :2 * H], out=P[..., :2 * H])
         act_derivative("tanh", P[..., 2 * H:], out=P[..., 2 * H:])
         return hs, Cache(gates, P, inner, keep)
 
+    @staticmethod
+    def dP_slot(cache, lo: int, hi: int):
+        return cache.deriv[lo:hi]
+
     def back(self, w, cache, states, lo: int, hi: int, ds):
+        """`back_into` into new arrays: (dP, dR or None, ds_prev) of steps lo + 1 .. hi."""
+        shape = ds.shape[:-1] + (w.W_in.shape[0],)
+        dR = np.empty(shape) if self.own_dR else None
+        return self.back_into(w, cache, states, lo, hi, ds, np.empty(shape), np.empty(ds.shape), dR)
+
+    def back_into(self, w, cache, states, lo: int, hi: int, ds, dP, ds_prev=None, dR=None):
         H = ds.shape[-1]
         h_prev = states[lo:hi]
-        g, d = cache.gates[lo:hi], cache.deriv[lo:hi]
-        r, z, n = g[..., :H], g[..., H:2 * H], g[..., 2 * H:]
-        dn = ds * cache.keep[lo:hi]                        # h = (1 - z) n + z h_prev
-        dz = ds * (h_prev - n)
-        da_n = dn * d[..., 2 * H:]                         # n = tanh(a_n)
-        da_z = dz * d[..., H:2 * H]                        # z = sigmoid(a_z)
+        g, d = cache.gates[lo:hi], cache.deriv[lo:hi]        # d may be dP itself: each block
+        r, z, n = g[..., :H], g[..., H:2 * H], g[..., 2 * H:]  # reads its derivative first
+        da_r, da_z, da_n = dP[..., :H], dP[..., H:2 * H], dP[..., 2 * H:]
+        tmp = self._scratch("tmp", ds.shape)
+        np.multiply(ds, cache.keep[lo:hi], out=tmp)        # h = (1 - z) n + z h_prev: dn
+        np.multiply(tmp, d[..., 2 * H:], out=da_n)         # n = tanh(a_n)
+        dz = tmp
+        np.subtract(h_prev, n, out=dz)                     # dz = dh (h_prev - n)
+        dz *= ds
+        np.multiply(dz, d[..., H:2 * H], out=da_z)         # z = sigmoid(a_z)
+        rec = self._scratch("rec", ds.shape)
         if self.reset == "after":
-            dr = da_n * cache.inner[lo:hi]                 # a_n = ... + r * (W_hn h_prev + b_hn)
-            da_r = dr * d[..., :H]                         # r = sigmoid(a_r)
-            dP = np.concatenate([da_r, da_z, da_n], axis=-1)
-            dR = np.concatenate([da_r, da_z, da_n * r], axis=-1)   # W_hn h_prev + b_hn, times r
-            return dP, dR, ds * z + dR @ w.W_rec           # carry to h_prev: direct + via W_hh
-        d_rh = da_n @ w.W_rec[2 * H:]                      # a_n = ... + W_hn (r * h_prev)
-        da_r = d_rh * h_prev * d[..., :H]                  # r = sigmoid(a_r)
-        dP = np.concatenate([da_r, da_z, da_n], axis=-1)
-        ds_prev = ds * z + d_rh * r + dP[..., :2 * H] @ w.W_rec[:2 * H]
+            dr = tmp
+            np.multiply(da_n, cache.inner[lo:hi], out=dr)  # a_n = ... + r * (W_hn h_prev + b_hn)
+            np.multiply(dr, d[..., :H], out=da_r)          # r = sigmoid(a_r)
+            dR[..., :2 * H] = dP[..., :2 * H]
+            np.multiply(da_n, r, out=dR[..., 2 * H:])      # W_hn h_prev + b_hn, times r
+            if ds_prev is not None:                        # carry to h_prev: direct + via W_hh
+                matmul_into(dR, w.W_rec, rec)
+                np.multiply(ds, z, out=ds_prev)
+                ds_prev += rec
+            return dP, dR, ds_prev
+        d_rh = self._scratch("d_rh", ds.shape)
+        matmul_into(da_n, w.W_rec[2 * H:], d_rh)           # a_n = ... + W_hn (r * h_prev)
+        np.multiply(d_rh, h_prev, out=tmp)
+        np.multiply(tmp, d[..., :H], out=da_r)             # r = sigmoid(a_r)
+        if ds_prev is not None:                            # direct + via r h_prev + via W_hr, W_hz
+            matmul_into(dP[..., :2 * H], w.W_rec[:2 * H], rec)
+            np.multiply(d_rh, r, out=tmp)
+            np.multiply(ds, z, out=ds_prev)
+            ds_prev += tmp
+            ds_prev += rec
         return dP, None, ds_prev
+
+    def step_back(self, w, cache, states, t: int, ds, dP, ds_prev=None, dR=None):
+        """`back` of the one step t, on (B, S) and (B, G H) arrays."""
+        self.back_into(w, cache, states, t - 1, t, ds[None], dP[None],
+                  None if ds_prev is None else ds_prev[None], None if dR is None else dR[None])
 
     def recurrent_grads(self, w, cache, states, dR, lo: int):
         H = states.shape[-1]

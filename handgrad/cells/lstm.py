@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nonlin import act_derivative, act_function
-from . import outer_sum
+from . import matmul_into, outer_sum
 
 
 class Cache(NamedTuple):
@@ -27,6 +27,17 @@ class Cache(NamedTuple):
 class LSTM:
     G = 4
     name = "lstm"
+    own_dR = False
+
+    def __init__(self):
+        self._buffers = {}
+
+    def _scratch(self, key: str, shape):
+        """A work array of `shape`, reused by the calls of one gradient (one LSTM object)."""
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = self._buffers[key] = np.empty(shape)
+        return buf
 
     @staticmethod
     def width(H: int) -> int:
@@ -48,21 +59,26 @@ class LSTM:
         gates = np.empty((T, B, 4 * H), P.dtype)
         tanh_c = np.empty((T, B, H), P.dtype)
         WT = np.ascontiguousarray(w.W_rec.T)
+        rec = np.empty((B, 4 * H), P.dtype)
+        ig = np.empty((B, H), P.dtype)
+        dot, add, multiply = np.dot, np.add, np.multiply
         with np.errstate(over="ignore"):
             for t in range(T):
                 h_prev, c_prev = states[t, :, :H], states[t, :, H:]
                 a, g = P[t], gates[t]
-                a += h_prev @ WT                                   # W_ih x + b_ih + W_hh h
+                dot(h_prev, WT, out=rec)
+                add(a, rec, out=a)                                 # W_ih x + b_ih + W_hh h
                 if w.b_rec is not None:
-                    a += w.b_rec                                   # ... + b_hh
+                    add(a, w.b_rec, out=a)                         # ... + b_hh
                 sig(a[:, :2 * H], out=g[:, :2 * H])                # i_t, f_t
                 tanh(a[:, 2 * H:3 * H], out=g[:, 2 * H:3 * H])     # g_t
                 sig(a[:, 3 * H:], out=g[:, 3 * H:])                # o_t
                 c = states[t + 1, :, H:]
-                np.multiply(g[:, H:2 * H], c_prev, out=c)          # c_t = f c_{t-1} ...
-                c += g[:, :H] * g[:, 2 * H:3 * H]                  # ... + i g
+                multiply(g[:, H:2 * H], c_prev, out=c)             # c_t = f c_{t-1} ...
+                multiply(g[:, :H], g[:, 2 * H:3 * H], out=ig)
+                add(c, ig, out=c)                                  # ... + i g
                 tanh(c, out=tanh_c[t])
-                np.multiply(g[:, 3 * H:], tanh_c[t], out=states[t + 1, :, :H])   # h_t = o tanh(c_t)
+                multiply(g[:, 3 * H:], tanh_c[t], out=states[t + 1, :, :H])   # h_t = o tanh(c_t)
         if not derivative:
             return states, None
         act_derivative("sigmoid", P[..., :2 * H], out=P[..., :2 * H])
@@ -71,21 +87,46 @@ class LSTM:
         dtanh_c = act_derivative("tanh", states[1:, :, H:])
         return states, Cache(gates, P, tanh_c, dtanh_c)
 
+    @staticmethod
+    def dP_slot(cache, lo: int, hi: int):
+        return cache.deriv[lo:hi]
+
     def back(self, w, cache, states, lo: int, hi: int, ds):
+        """`back_into` into new arrays: (dP, dR or None, ds_prev) of steps lo + 1 .. hi."""
+        shape = ds.shape[:-1] + (w.W_in.shape[0],)
+        dR = np.empty(shape) if self.own_dR else None
+        return self.back_into(w, cache, states, lo, hi, ds, np.empty(shape), np.empty(ds.shape), dR)
+
+    def back_into(self, w, cache, states, lo: int, hi: int, ds, dP, ds_prev=None, dR=None):
         H = ds.shape[-1] // 2
         dh, dc = ds[..., :H], ds[..., H:]
-        g, d = cache.gates[lo:hi], cache.deriv[lo:hi]
+        g, d = cache.gates[lo:hi], cache.deriv[lo:hi]        # d may be dP itself: each block
         i, f, gg, o = g[..., :H], g[..., H:2 * H], g[..., 2 * H:3 * H], g[..., 3 * H:]
         c_prev = states[lo:hi, ..., H:]
-        do = dh * cache.tanh_c[lo:hi]                      # h = o tanh(c)
-        dc = dc + dh * o * cache.dtanh_c[lo:hi]            # ... and through tanh(c)
-        dA = np.concatenate([dc * gg * d[..., :H],         # c = f c_prev + i g: i = sigmoid(a_i)
-                             dc * c_prev * d[..., H:2 * H],  # f = sigmoid(a_f)
-                             dc * i * d[..., 2 * H:3 * H],   # g = tanh(a_g)
-                             do * d[..., 3 * H:]], axis=-1)  # o = sigmoid(a_o)
-        ds_prev = np.concatenate([dA @ w.W_rec,            # a = ... + W_hh h_prev: carry to h_prev
-                                  dc * f], axis=-1)        # c = f c_prev + ...: carry to c_prev
-        return dA, None, ds_prev
+        shape = ds.shape[:-1] + (H,)
+        do, dc_t, tmp = (self._scratch(k, shape) for k in ("do", "dc", "tmp"))
+        np.multiply(dh, cache.tanh_c[lo:hi], out=do)       # h = o tanh(c)
+        np.multiply(dh, o, out=dc_t)                       # ... and through tanh(c)
+        dc_t *= cache.dtanh_c[lo:hi]
+        np.add(dc, dc_t, out=dc_t)
+        # c = f c_prev + i g, and each gate's own derivative (block by block: d may be dP)
+        np.multiply(dc_t, gg, out=tmp)
+        np.multiply(tmp, d[..., :H], out=dP[..., :H])      # i = sigmoid(a_i)
+        np.multiply(dc_t, c_prev, out=tmp)
+        np.multiply(tmp, d[..., H:2 * H], out=dP[..., H:2 * H])  # f = sigmoid(a_f)
+        np.multiply(dc_t, i, out=tmp)
+        np.multiply(tmp, d[..., 2 * H:3 * H], out=dP[..., 2 * H:3 * H])  # g = tanh(a_g)
+        np.multiply(do, d[..., 3 * H:], out=dP[..., 3 * H:])  # o = sigmoid(a_o)
+        if ds_prev is not None:
+            matmul_into(dP, w.W_rec, tmp)                  # a = ... + W_hh h_prev: carry to h_prev
+            ds_prev[..., :H] = tmp
+            np.multiply(dc_t, f, out=ds_prev[..., H:])     # c = f c_prev + ...: carry to c_prev
+        return dP, None, ds_prev
+
+    def step_back(self, w, cache, states, t: int, ds, dP, ds_prev=None, dR=None):
+        """`back` of the one step t, on (B, S) and (B, G H) arrays."""
+        self.back_into(w, cache, states, t - 1, t, ds[None], dP[None],
+                  None if ds_prev is None else ds_prev[None], None if dR is None else dR[None])
 
     def recurrent_grads(self, w, cache, states, dR, lo: int):
         H = states.shape[-1] // 2

@@ -475,6 +475,28 @@ class _Noisy:
     def recurrent_grads(self, w, cache, states, dR, lo):
         return self.cell.recurrent_grads(w, cache, states, dR, lo)
 
+    # the engine's buffer forms of `back` (handgrad.bptt): the same step, written into arrays
+    @property
+    def own_dR(self):
+        return self.cell.own_dR
+
+    def dP_slot(self, cache, lo, hi):
+        return self.cell.dP_slot(cache, lo, hi)
+
+    def back_into(self, w, cache, states, lo, hi, ds, dP, ds_prev=None, dR=None):
+        dp, dr, prev = self.back(w, cache, states, lo, hi, ds)
+        dP[...] = dp
+        if ds_prev is not None:
+            ds_prev[...] = prev
+        if dR is not None and dr is not None:
+            dR[...] = dr
+        return dP, (dR if dr is not None else None), ds_prev
+
+    def step_back(self, w, cache, states, t, ds, dP, ds_prev=None, dR=None):
+        self.back_into(w, cache, states, t - 1, t, ds[None], dP[None],
+                       None if ds_prev is None else ds_prev[None],
+                       None if dR is None else dR[None])
+
 
 def _case_rng(case) -> np.random.Generator:
     """The probes' generator, seeded by the case's arrays: the same case, the same floor."""
