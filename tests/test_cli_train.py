@@ -45,7 +45,8 @@ def metrics(out):
 
 
 def test_default_run_learns_the_sine_task_and_writes_three_files(tmp_path):
-    """The README's first command (without its --out), end to end with its defaults, into the default runs/ folder."""
+    """The README's first command (without its --out), end to end with its defaults, into the
+    default runs/ folder."""
     r = handgrad("train", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     (out,) = [os.path.join(tmp_path, "runs", d) for d in os.listdir(tmp_path / "runs")]
