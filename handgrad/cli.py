@@ -40,8 +40,9 @@ def _megabytes(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="handgrad", description="Hand-derived BPTT for Elman RNNs, proven "
-                     "against JAX, complex step and finite differences; a gradient oracle.")
+    parser = _Parser(prog="handgrad", description="Hand-derived BPTT for Elman, GRU and LSTM "
+                     "networks, proven against JAX, complex step and finite differences; a "
+                     "gradient oracle.")
     from . import __version__
     parser.add_argument("--version", action="version", version=f"handgrad {__version__}")
     parser.add_argument("--max-file-mb", type=_megabytes, metavar="N",

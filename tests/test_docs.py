@@ -73,11 +73,7 @@ FENCE_OPEN = re.compile(r"^```([A-Za-z0-9_+-]*)\s*$")
 # Pages whose owners have not converted their blocks yet (bare fences, a python block that is a
 # sketch): their blocks are reported as skipped with this reason instead of run. Remove a page's
 # entry when its blocks are labelled and self-contained.
-PENDING = {
-    "docs/estimators.md": "its python block is a sketch (params, xs, source undefined) and four "
-                          "fences have no language; owned by the online estimators' branch",
-    "docs/tolerances.md": "one fence has no language; owned by the floor branch",
-}
+PENDING: dict = {}                    # page -> why its blocks cannot run yet (none now)
 
 
 class Block(NamedTuple):
