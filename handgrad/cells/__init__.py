@@ -53,6 +53,42 @@ class Weights(NamedTuple):
     b_rec: Optional[np.ndarray]  # (G H,)     Elman: none (b enters once)
 
 
+class Cell:
+    """What every cell shares: a state as wide as h (the LSTM overrides `width` and `hidden`),
+    the block of its cache that dL/dP_t may overwrite (`dP_slot`: the gates' derivatives;
+    Elman's cache is that block itself), and `back`, the form of `back_into` that returns new
+    arrays. A cell defines `G`, `name`, `own_dR`, `run`, `back_into`, `step_back` and
+    `recurrent_grads`."""
+
+    own_dR = False
+
+    @staticmethod
+    def width(H: int) -> int:
+        return H
+
+    @staticmethod
+    def hidden(states):
+        return states
+
+    @staticmethod
+    def dP_slot(cache, lo: int, hi: int):
+        return cache.deriv[lo:hi]
+
+    def _scratch(self, key: str, shape):
+        """A work array of `shape`, reused by the calls of one gradient (one cell object)."""
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buf = buffers.get(key)
+        if buf is None or buf.shape != shape:
+            buf = buffers[key] = np.empty(shape)
+        return buf
+
+    def back(self, w, cache, states, lo: int, hi: int, ds):
+        """`back_into` into new arrays: (dP, dR or None, ds_prev) of steps lo + 1 .. hi."""
+        shape = ds.shape[:-1] + (w.W_in.shape[0],)
+        dR = np.empty(shape) if self.own_dR else None
+        return self.back_into(w, cache, states, lo, hi, ds, np.empty(shape), np.empty(ds.shape), dR)
+
+
 def weights_of(params) -> Weights:
     """The cell weights of a `Params` or `GatedParams`."""
     if isinstance(params, GatedParams):

@@ -16,24 +16,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..nonlin import act_derivative, act_function
-from . import matmul_into, outer_sum
+from . import Cell, matmul_into, outer_sum
 
 
-class Elman:
+class Elman(Cell):
     G = 1
     name = "elman"
-    own_dR = False
 
     def __init__(self, activation: str):
         self.activation = activation
-
-    @staticmethod
-    def width(H: int) -> int:
-        return H
-
-    @staticmethod
-    def hidden(states):
-        return states
 
     def run(self, w, P, s0, derivative: bool = True):
         """States (T + 1, B, H) and act'(a_t) (T, B, H), computed in place of P (T, B, H)."""
@@ -72,12 +63,6 @@ class Elman:
     @staticmethod
     def dP_slot(dact, lo: int, hi: int):
         return dact[lo:hi]
-
-    def back(self, w, cache, states, lo: int, hi: int, ds):
-        """`back_into` into new arrays: (dP, dR or None, ds_prev) of steps lo + 1 .. hi."""
-        shape = ds.shape[:-1] + (w.W_in.shape[0],)
-        dR = np.empty(shape) if self.own_dR else None
-        return self.back_into(w, cache, states, lo, hi, ds, np.empty(shape), np.empty(ds.shape), dR)
 
     def back_into(self, w, dact, states, lo: int, hi: int, ds, dP, ds_prev=None, dR=None):
         np.multiply(ds, dact[lo:hi], out=dP)              # h_t = act(a_t): da = dh * act'(a_t)

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nonlin import act_derivative, act_function
-from . import matmul_into, outer_sum
+from . import Cell, matmul_into, outer_sum
 
 
 class Cache(NamedTuple):
@@ -29,29 +29,13 @@ class Cache(NamedTuple):
     keep: np.ndarray     # (T, B, H)  1 - z_t = sigmoid(-a_z), exact as z_t -> 1
 
 
-class GRU:
+class GRU(Cell):
     G = 3
     name = "gru"
 
     def __init__(self, reset: str = "after"):
         self.reset = reset
         self.own_dR = reset == "after"     # dL/dR_t's candidate block is da_n * r_t, not da_n
-        self._buffers = {}
-
-    def _scratch(self, key: str, shape):
-        """A work array of `shape`, reused by the calls of one gradient (one GRU object)."""
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != shape:
-            buf = self._buffers[key] = np.empty(shape)
-        return buf
-
-    @staticmethod
-    def width(H: int) -> int:
-        return H
-
-    @staticmethod
-    def hidden(states):
-        return states
 
     def run(self, w, P, s0, derivative: bool = True):
         """States (T + 1, B, H) and a `Cache`; P (T, B, 3H) becomes the pre-activations."""
@@ -104,16 +88,6 @@ class GRU:
         act_derivative("sigmoid", P[..., :2 * H], out=P[..., :2 * H])
         act_derivative("tanh", P[..., 2 * H:], out=P[..., 2 * H:])
         return hs, Cache(gates, P, inner, keep)
-
-    @staticmethod
-    def dP_slot(cache, lo: int, hi: int):
-        return cache.deriv[lo:hi]
-
-    def back(self, w, cache, states, lo: int, hi: int, ds):
-        """`back_into` into new arrays: (dP, dR or None, ds_prev) of steps lo + 1 .. hi."""
-        shape = ds.shape[:-1] + (w.W_in.shape[0],)
-        dR = np.empty(shape) if self.own_dR else None
-        return self.back_into(w, cache, states, lo, hi, ds, np.empty(shape), np.empty(ds.shape), dR)
 
     def back_into(self, w, cache, states, lo: int, hi: int, ds, dP, ds_prev=None, dR=None):
         H = ds.shape[-1]

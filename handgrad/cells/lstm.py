@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..nonlin import act_derivative, act_function
-from . import matmul_into, outer_sum
+from . import Cell, matmul_into, outer_sum
 
 
 class Cache(NamedTuple):
@@ -24,20 +24,9 @@ class Cache(NamedTuple):
     dtanh_c: np.ndarray  # (T, B, H)  tanh'(c_t)
 
 
-class LSTM:
+class LSTM(Cell):
     G = 4
     name = "lstm"
-    own_dR = False
-
-    def __init__(self):
-        self._buffers = {}
-
-    def _scratch(self, key: str, shape):
-        """A work array of `shape`, reused by the calls of one gradient (one LSTM object)."""
-        buf = self._buffers.get(key)
-        if buf is None or buf.shape != shape:
-            buf = self._buffers[key] = np.empty(shape)
-        return buf
 
     @staticmethod
     def width(H: int) -> int:
@@ -86,16 +75,6 @@ class LSTM:
         act_derivative("sigmoid", P[..., 3 * H:], out=P[..., 3 * H:])
         dtanh_c = act_derivative("tanh", states[1:, :, H:])
         return states, Cache(gates, P, tanh_c, dtanh_c)
-
-    @staticmethod
-    def dP_slot(cache, lo: int, hi: int):
-        return cache.deriv[lo:hi]
-
-    def back(self, w, cache, states, lo: int, hi: int, ds):
-        """`back_into` into new arrays: (dP, dR or None, ds_prev) of steps lo + 1 .. hi."""
-        shape = ds.shape[:-1] + (w.W_in.shape[0],)
-        dR = np.empty(shape) if self.own_dR else None
-        return self.back_into(w, cache, states, lo, hi, ds, np.empty(shape), np.empty(ds.shape), dR)
 
     def back_into(self, w, cache, states, lo: int, hi: int, ds, dP, ds_prev=None, dR=None):
         H = ds.shape[-1] // 2

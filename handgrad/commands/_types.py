@@ -32,3 +32,16 @@ def float_between(low: float, high: float = math.inf, what: str = ""):
             raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
         return value
     return parse
+
+
+def checked_names(names, check, what: str) -> tuple:
+    """`names` (already split), each accepted by `check` (which raises ValueError naming what
+    is wrong), as a tuple; ArgumentTypeError otherwise, or when there are none."""
+    try:
+        for name in names:
+            check(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected comma-separated {what}")
+    return tuple(names)

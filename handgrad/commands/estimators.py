@@ -16,7 +16,7 @@ import os
 import time
 
 from .._files import RunFolder
-from ._types import float_between, int_at_least
+from ._types import checked_names, float_between, int_at_least
 
 HELP = ("gradient estimators (Window, Chunks, ARTBP, UORO, SnAp-1/2, RTRL) against the exact "
         "gradient: bias, variance, cost, online training; plot, CSV and JSON")
@@ -32,14 +32,7 @@ def _estimators(text):
             merged[-1] += "," + n
         else:
             merged.append(n)
-    try:
-        for n in merged:
-            parse_estimator(n)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not merged:
-        raise argparse.ArgumentTypeError(f"expected comma-separated estimators, got {text!r}")
-    return tuple(merged)
+    return checked_names(merged, parse_estimator, f"estimators, got {text!r}")
 
 
 def _lengths(text):

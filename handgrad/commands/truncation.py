@@ -18,7 +18,7 @@ import os
 import time
 
 from .._files import RunFolder
-from ._types import int_at_least
+from ._types import checked_names, int_at_least
 
 HELP = ("truncation study: bias of every Window(k) against full BPTT, gradient decay and "
         "adaptive k, ARTBP variance; plot, CSV and JSON")
@@ -37,14 +37,7 @@ def _tols(text):
 def _schemes(text):
     from ..research.study import parse_scheme
     names = [t.strip() for t in text.split(",") if t.strip()]
-    try:
-        for n in names:
-            parse_scheme(n)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected comma-separated schemes, got {text!r}")
-    return tuple(names)
+    return checked_names(names, parse_scheme, f"schemes, got {text!r}")
 
 
 def add_arguments(parser):
