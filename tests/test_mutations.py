@@ -7,7 +7,8 @@ mutant's family for one where the hand gradient disagrees with the complex step,
 The stronger claim, that the suite's own property tests kill each mutant by at least two
 independent methods, is measured by tests/mutation_report.py (it runs the property suite once per
 mutant, several minutes) into docs/mutation-report.md; `test_the_report_is_current` checks that
-the committed report covers the current catalogue and the current source, and says so.
+the committed report covers the current catalogue, source, strategies and property tests, and
+says so.
 """
 import hashlib
 import json
@@ -25,6 +26,7 @@ from handgrad.params import tree_leaves, tree_map
 from handgrad.strategies import cases
 
 from mutants import MUTANTS, installed, mutated_source
+from mutation_report import PROPERTY_FILES
 
 SEARCH = settings(max_examples=300, derandomize=True, database=None, deadline=None,
                   suppress_health_check=list(HealthCheck))
@@ -87,12 +89,18 @@ def test_installing_restores_everything():
 
 
 def source_digest() -> str:
-    """A digest of every mutated module's source and of the catalogue: the report must be
-    regenerated when any of them changes."""
+    """A digest of what the report's verdicts depend on: every mutated module's source, the
+    catalogue, the strategies that draw the cases and the property test files that judge them.
+    The report must be regenerated when any of them changes."""
     digest = hashlib.sha256()
     for name in sorted(MUTANTS):
         digest.update(name.encode())
         digest.update(mutated_source(name).encode())
+    here = Path(__file__).parent
+    for path in [here.parent / "handgrad" / "strategies.py", here / "conftest.py",
+                 *(here / f for f in sorted(PROPERTY_FILES))]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -102,8 +110,8 @@ def test_the_report_is_current():
     text = REPORT.read_text()
     data = json.loads(re.search(r"<!-- data (.*?) -->", text, re.S).group(1))
     assert data["digest"] == source_digest(), (
-        "docs/mutation-report.md is stale (handgrad's backward pass or the catalogue changed): "
-        "run `python tests/mutation_report.py`")
+        "docs/mutation-report.md is stale (a mutated module, the catalogue, the strategies or a "
+        "property test changed): run `python tests/mutation_report.py`")
     assert sorted(data["mutants"]) == sorted(MUTANTS)
     for name, entry in data["mutants"].items():
         assert len(entry["methods"]) >= 2, f"{name}: killed by {entry['methods']} only"
