@@ -92,6 +92,19 @@ def test_mistake_is_caught_and_shrunk(mistake, tmp_path):
         assert words in str(e), str(e)
 
 
+def test_dropped_carry_in_a_many_to_one_network_is_named_for_it(tmp_path):
+    """Many-to-one, only the last step has a loss term: a dropped carry means no earlier step
+    gets a gradient at all, and the diagnosis says so (not "each step sees its own loss term",
+    which only describes many-to-many)."""
+    spec = hg.Spec(output="last")
+    with pytest.raises(GradientMismatch) as info:
+        check(rnn(spec, "dropped_carry"), spec, save_dir=tmp_path)
+    e = info.value
+    assert [a.label for a in e.diagnosis.matches] == ["Window(0)"], str(e)
+    assert "only the last step gets a gradient" in str(e), str(e)
+    assert "its own loss term" not in str(e), str(e)
+
+
 def _clipped_answer(e):
     """The clipping candidate's answer on the case its diagnosis was made on."""
     from handgrad.oracle.evaluate import call_candidate

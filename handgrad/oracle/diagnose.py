@@ -299,7 +299,11 @@ def _why(alt: Alternative, spec, hint: bool = True) -> str:
     tr = alt.spec.truncation
     if tr != spec.truncation:
         asked = _name(spec.truncation)
-        if isinstance(tr, Window) and tr.k == 0:
+        if isinstance(tr, Window) and tr.k == 0 and spec.output == "last":
+            parts.append("the carry is dropped: only the last step gets a gradient, nothing is "
+                         "carried back from it to earlier steps (dh_next never applied); the spec "
+                         f"asks for {asked}")
+        elif isinstance(tr, Window) and tr.k == 0:
             parts.append("the carry is dropped: each step sees only its own loss term, not the "
                          f"gradient carried back from step t+1 (dh_next); the spec asks for {asked}")
         else:
