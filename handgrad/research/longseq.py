@@ -79,7 +79,7 @@ class LongProfile(NamedTuple):
         shown = ", ".join(f"k={int(k)}: {b:.3g}" + (f" +- {e:.1g}" if self.groups > 1 else "")
                           for k, b, e in zip(self.ks, self.bias, self.bias_se))
         how = ("every loss term" if self.every == 1 else
-               f"every {self.every}th loss term ({self.groups} subsamples for the errors)")
+               f"one loss term in {self.every} ({self.groups} subsamples for the errors)")
         return (f"long sequence T = {self.T:,} ({how}): loss {self.loss:.4g}, gradient norm "
                 f"{self.grad_norm:.3g}, decay rate {self.rate:.3g} per step over "
                 f"{len(self.lags)} lags; Window(k) bias {shown}; ||g - g_L|| / ||g|| = "
