@@ -276,3 +276,54 @@ def test_block_order_names_a_permutation_of_the_gate_blocks():
     assert "TensorFlow's LSTMCell is i, j, f, o" in text
     text = gate_text(lstm, {"W_ih": one_wrong}, {"W_ih": expected}, ("W_ih",), {"W_ih": 1e-12})
     assert "i block wrong" in text and "gate order" not in text
+
+
+# ------------------------------------------------------------------ d2l RNNScratch language model
+
+def d2l_rnn_lm(jax, clip=None):
+    """Dive into Deep Learning's `RNNScratch` with its language-model head (`W_xh` (D, H),
+    `W_hh` (H, H), `b_h`; `W_hq` (H, O), `b_q`), cross-entropy averaged over every (batch, step)
+    pair, as its training loop computes it. `clip=theta` rescales the gradient to global norm
+    theta when it is larger, as d2l's `grad_clipping` does before each update: a gradient that
+    was clipped is not the loss's gradient."""
+    jnp = jax.numpy
+
+    def loss_fn(w, xs, ys, h0):
+        def step(h, x):
+            h = jnp.tanh(x @ w["W_xh"] + h @ w["W_hh"] + w["b_h"])
+            return h, h
+        _, hs = jax.lax.scan(step, h0, jnp.swapaxes(xs, 0, 1))
+        logits = jnp.swapaxes(hs, 0, 1) @ w["W_hq"] + w["b_q"]             # (B, T, O)
+        logp = jax.nn.log_softmax(logits, axis=-1)
+        return -jnp.mean(jnp.take_along_axis(logp, ys[..., None], axis=-1))
+
+    grad = _jitted_value_and_grad(jax, loss_fn)
+
+    def candidate(params, xs, ys, h0):
+        w = {"W_xh": params.U.T, "W_hh": params.W.T, "b_h": params.b, "W_hq": params.V.T,
+             "b_q": params.c}
+        start = np.zeros((xs.shape[0], params.W.shape[0])) if h0 is None else h0
+        loss, (g, dh0) = grad(w, xs, np.asarray(ys), start)
+        g = {k: np.asarray(v) for k, v in g.items()}
+        if clip is not None:
+            norm = np.sqrt(sum(np.sum(v ** 2) for v in g.values()))
+            if norm > clip:
+                g = {k: v * (clip / norm) for k, v in g.items()}
+        return float(loss), {"U": g["W_xh"].T, "W": g["W_hh"].T, "b": g["b_h"],
+                             "V": g["W_hq"].T, "c": g["b_q"], "h0": np.asarray(dh0)}
+    return candidate
+
+
+LM = hg.Spec(loss="cross_entropy", reduction="mean", output="all")
+
+
+def test_d2l_language_model_passes(jax):
+    report = check(d2l_rnn_lm(jax), LM, max_examples=searched(25), sizes=SIZES, save_dir=None)
+    assert report.examples == searched(25)
+
+
+def test_d2l_clipped_gradient_is_named_clipping(jax):
+    with pytest.raises(GradientMismatch) as info:
+        check(d2l_rnn_lm(jax, clip=1.0), LM, sizes=SIZES, save_dir=None)
+    e = info.value
+    assert "gradient clipping" in str(e), str(e)
