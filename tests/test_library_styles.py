@@ -23,7 +23,7 @@ import pytest
 from hypothesis import settings
 
 import handgrad as hg
-from handgrad.oracle import GradientMismatch, check
+from handgrad.oracle import CandidateError, GradientMismatch, check
 from conftest import need
 
 SIZES = (2, 5, 3, 4, 2)          # B, T, D, H, O: fixed, so each jitted loss compiles once
@@ -327,3 +327,76 @@ def test_d2l_clipped_gradient_is_named_clipping(jax):
         check(d2l_rnn_lm(jax, clip=1.0), LM, sizes=SIZES, save_dir=None)
     e = info.value
     assert "gradient clipping" in str(e), str(e)
+
+
+# ------------------------------------------------------------------ a hand-written PyTorch module
+
+@pytest.fixture(scope="module")
+def torch():
+    torch = need("torch")
+    torch.set_num_threads(1)      # tiny problems: threads only add overhead
+    return torch
+
+
+def concat_cell_classifier(torch, zero_grad=True):
+    """A PyTorch module as the classic character-level classifier tutorials write it: one
+    `nn.Linear(D + H, H)` on the concatenation [x_t, h_{t-1}] (so U and W are the two column
+    blocks of its weight, one bias), tanh, a `nn.Linear(H, O)` on the last state and
+    `nn.CrossEntropyLoss()` (mean over the batch): `Spec(output="last", loss="cross_entropy",
+    reduction="mean")`. The module is built once and its weights loaded for each call, as a
+    training loop reuses its model; `zero_grad=False` forgets to clear the gradients between
+    calls, the classic PyTorch mistake: `.grad` accumulates over calls."""
+    B, T, D, H, O = SIZES
+
+    class ConcatRNN(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.i2h = torch.nn.Linear(D + H, H).double()
+            self.h2o = torch.nn.Linear(H, O).double()
+
+        def forward(self, xs, h):
+            for t in range(xs.shape[1]):
+                h = torch.tanh(self.i2h(torch.cat([xs[:, t], h], dim=1)))
+            return self.h2o(h)
+
+    model = ConcatRNN()
+
+    def candidate(params, xs, ys, h0):
+        with torch.no_grad():
+            model.i2h.weight.copy_(torch.from_numpy(np.concatenate([params.U, params.W], 1)))
+            model.i2h.bias.copy_(torch.from_numpy(params.b))
+            model.h2o.weight.copy_(torch.from_numpy(params.V))
+            model.h2o.bias.copy_(torch.from_numpy(params.c))
+        if zero_grad:
+            model.zero_grad()
+        h = torch.zeros(B, H, dtype=torch.float64) if h0 is None else torch.tensor(h0)
+        h.requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(model(torch.from_numpy(xs), h),
+                                                 torch.from_numpy(np.asarray(ys)))
+        loss.backward()
+        weight = model.i2h.weight.grad.numpy()
+        return loss.item(), {"U": weight[:, :D].copy(), "W": weight[:, D:].copy(),
+                             "b": model.i2h.bias.grad.numpy().copy(),
+                             "V": model.h2o.weight.grad.numpy().copy(),
+                             "c": model.h2o.bias.grad.numpy().copy(), "h0": h.grad.numpy()}
+    return candidate
+
+
+CLASSIFIER = hg.Spec(output="last", loss="cross_entropy", reduction="mean")
+
+
+def test_torch_concatenated_linear_classifier_passes(torch):
+    report = check(concat_cell_classifier(torch), CLASSIFIER, max_examples=searched(25),
+                   sizes=SIZES, save_dir=None)
+    assert report.examples == searched(25)
+
+
+def test_torch_gradients_not_zeroed_between_calls_are_named(torch):
+    """Two calls on the same case differ (nondeterministic), and by exactly the expected
+    gradient: the report says the gradients accumulate and what to call."""
+    with pytest.raises(CandidateError) as info:
+        check(concat_cell_classifier(torch, zero_grad=False), CLASSIFIER, sizes=SIZES,
+              save_dir=None)
+    e = info.value
+    assert e.kind == "nondeterministic", str(e)
+    assert "accumulate" in str(e) and "zero_grad()" in str(e), str(e)

@@ -106,6 +106,27 @@ def test_nondeterminism_is_named_not_flakyfailure(candidate):
     assert e.kind == "nondeterministic"
     assert ("nondeterministic: two calls on the same case returned different gradients"
             in str(e))
+    assert "accumulate" not in str(e)       # differing otherwise than by the gradient
+
+
+def test_gradients_accumulated_across_calls_are_named():
+    """A numpy candidate that adds into gradient buffers it never clears (the PyTorch
+    equivalent, a module whose .grad is not zeroed, is in tests/test_library_styles.py)."""
+    buffers = {}
+
+    def candidate(params, xs, ys, h0):
+        loss, grads = reference_candidate(SPEC)(params, xs, ys, h0)
+        for name, g in grads.items():
+            if name in buffers and buffers[name].shape == g.shape:
+                buffers[name] = buffers[name] + g
+            else:
+                buffers[name] = np.array(g)
+        return loss, {name: buffers[name].copy() for name in grads}
+
+    with pytest.raises(CandidateError) as info:
+        check(candidate, SPEC, max_examples=30, save_dir=None)
+    e = info.value
+    assert e.kind == "nondeterministic" and "accumulate across calls" in str(e), str(e)
 
 
 # ----------------------------------------------------------------- save_dir

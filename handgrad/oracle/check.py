@@ -40,7 +40,8 @@ from .gates import gate_text
 from .locate import locate_steps
 from .report import (CandidateError, CheckReport, GradientMismatch, candidate_message,
                      describe_case, element, mismatch_message)
-from .run import DEFAULT_TIMEOUT, NONDETERMINISTIC, disagreement, limited, run
+from .run import (ACCUMULATED, DEFAULT_TIMEOUT, NONDETERMINISTIC, accumulated, disagreement,
+                  limited, run)
 
 DEFAULT_SAVE_DIR = ".handgrad-failures"
 
@@ -162,7 +163,8 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
                 raise _Stop(_candidate_error(case, got, save_dir))
             stats["last_failing"] = case
             return True
-        cmp = compare(got, expected_answer(case), rtol, case)
+        expected = expected_answer(case)
+        cmp = compare(got, expected, rtol, case)
         stats["dtypes"].add(str(got.dtype))
         for n, e in cmp.errors.items():
             stats["errors"][n] = max(stats["errors"].get(n, 0.0), e)
@@ -172,7 +174,7 @@ def check(candidate, spec, max_examples: int = 100, rtol: Optional[float] = None
             stats["last_failing"] = case
             if not stats["repeated"]:          # the first failure: is it reproducible?
                 stats["repeated"] = True
-                why = _nondeterminism(got, run(timed, case), cmp.rtol)
+                why = _nondeterminism(got, run(timed, case), cmp, expected)
                 if why:
                     raise _Stop(_nondeterministic(case, why, save_dir))
         return bool(cmp.failing)
@@ -221,11 +223,15 @@ def _nondeterministic(case, why: str, save_dir, path=None) -> CandidateError:
                           kind="nondeterministic", case=case, path=path)
 
 
-def _nondeterminism(first: Answer, second, rtol: float) -> Optional[str]:
+def _nondeterminism(first: Answer, second, cmp, expected) -> Optional[str]:
     """Why two calls on the same case disagree, or None when they agree."""
     if not isinstance(second, Answer):
         return f"the second call failed: {second.detail}"
-    return disagreement(first, second, rtol)
+    why = disagreement(first, second, cmp.rtol)
+    grown = why and accumulated(first, second, expected, cmp.rtols or {})
+    if grown:
+        why += "; " + ACCUMULATED.format(names=", ".join(f"d{n}" for n in grown))
+    return why
 
 
 def judge(candidate, case, rtol=None, save_dir=DEFAULT_SAVE_DIR, path=None, localize=True):
@@ -239,7 +245,7 @@ def judge(candidate, case, rtol=None, save_dir=DEFAULT_SAVE_DIR, path=None, loca
     cmp = compare(got, expected, rtol, case)
     if not cmp.failing:
         return cmp
-    why = _nondeterminism(got, run(candidate, case), cmp.rtol)
+    why = _nondeterminism(got, run(candidate, case), cmp, expected)
     if why:
         raise _nondeterministic(case, why, save_dir, path)
     raise mismatch(case, got, expected, cmp,

@@ -120,4 +120,35 @@ def disagreement(first: Answer, second: Answer, rtol: float) -> Optional[str]:
     return f"{worst[0]} changed by {worst[1]:.1e} (relative) between the two calls"
 
 
+def accumulated(first: Answer, second: Answer, expected, rtols: dict) -> tuple:
+    """The names of the gradients that grew by the expected gradient between two calls on the
+    same case (a candidate that adds into gradient buffers it never clears, such as a PyTorch
+    module whose .grad is not zeroed), or () when the calls differ otherwise.
+
+    second - first is the gradient of the second call, computed in floating point from two
+    accumulated sums: it differs from the expected gradient by the candidate's own error
+    (rtol * max|expected|) plus the rounding of the two sums (eps * (max|first| + max|second|))."""
+    grown = []
+    for name, e in expected.grads.items():
+        if name not in first.grads or name not in second.grads:
+            continue
+        a, b = np.asarray(first.grads[name]), np.asarray(second.grads[name])
+        if np.array_equal(a, b):
+            continue
+        e = np.asarray(e, dtype=np.float64)
+        eps = float(np.finfo(first.dtype_of(name)).eps)
+        bound = (rtols.get(name, 0.0) * float(np.max(np.abs(e), initial=0.0))
+                 + eps * (float(np.max(np.abs(a), initial=0.0))
+                          + float(np.max(np.abs(b), initial=0.0))))
+        if not float(np.max(np.abs((b - a) - e), initial=0.0)) <= bound:
+            return ()
+        grown.append(name)
+    return tuple(grown)
+
+
+ACCUMULATED = ("{names} grew by exactly the expected gradient between the two calls: the "
+               "gradients accumulate across calls (PyTorch: clear them before each backward, "
+               "model.zero_grad() or optimizer.zero_grad(); your own buffers: reset them to "
+               "zero)")
+
 NONDETERMINISTIC = "nondeterministic: two calls on the same case returned different gradients"
